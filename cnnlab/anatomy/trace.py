@@ -45,6 +45,7 @@ class Row:
     memory_bytes: int = 0
     ops: Counter = field(default_factory=Counter)  # kind -> count over the batch
     rf: RF | None = None
+    module_name: str | None = None  # the module's own (first) name, for module rows
     children: list[int] = field(default_factory=list)
 
 
@@ -154,13 +155,19 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
         key = id(module)
         if key not in names or module is model:
             return
-        calls[key] += 1
-        name = names[key] if calls[key] == 1 else f"{names[key]}#{calls[key]}"
         parent = stack[-1] if stack else None
+        base = names[key]
+        # a module inside a repeated call of its parent is named under that call: block#2.conv
+        outer = rows[parent] if parent is not None else None
+        if outer is not None and outer.module_name and outer.name != outer.module_name \
+                and base.startswith(outer.module_name + "."):
+            base = outer.name + base[len(outer.module_name):]
+        calls[base] += 1
+        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
         own = list(module.parameters(recurse=False))
         row = Row(name=name, type=type(module).__name__, kind="module",
                   depth=(rows[parent].depth + 1) if parent is not None else 1, parent=parent,
-                  leaf=not any(True for _ in module.children()))
+                  leaf=not any(True for _ in module.children()), module_name=names[key])
         if key in first_call:
             row.shared_with = first_call[key]
         else:
