@@ -29,6 +29,7 @@ __all__ = ["list_datasets", "dataset_info", "load_dataset", "dataset_files", "is
 
 SPLITS = ("train", "test")
 _CACHE_VERSION = 1
+_SHAPES_CACHE_BYTES = 64 << 20  # shapes datasets up to this size are cached in the data folder
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # ----------------------------------------------------------------------------------
@@ -180,7 +181,14 @@ def _load_shapes(spec: _Spec, split: str, folder: Path, download: bool, *, image
     _no_options("shapes (besides image_size, num_samples, num_classes, seed)", options)
     if num_samples is None:
         num_samples = spec.info.num_train if split == "train" else spec.info.num_test
-    images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
+    key = f"{split}-seed{seed}-{image_size}px-{num_samples}-{num_classes}c.pt"
+    obj = _cache_load(folder / key) if isinstance(image_size, int) else None
+    if obj is None:
+        images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
+        if images.numel() <= _SHAPES_CACHE_BYTES:
+            _cache_save(folder / key, {"images": images, "labels": labels})
+    else:
+        images, labels = obj["images"], obj["labels"]
     size = images.shape[-1]
     classes = list(SHAPE_CLASSES[:num_classes])
     info = spec.info.with_(num_classes=num_classes, classes=classes, image_size=(size, size),
