@@ -282,3 +282,23 @@ def test_official_checksums_are_well_formed():
             assert f.md5 and len(f.md5) == 32 and int(f.md5, 16) >= 0
             assert f.sha256 is None or len(f.sha256) == 64
             assert all(u.startswith(("http://", "https://")) and u.endswith(f.name) for u in f.urls)
+
+
+def test_concurrent_downloads_fetch_the_file_once(server, tmp_path):
+    body = b"z" * 200_000
+    spec = _remote(server, "shared.bin", body)
+    errors = []
+
+    def fetch():
+        try:
+            download_file(spec, tmp_path, progress=False)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors and (tmp_path / "shared.bin").read_bytes() == body
+    assert len(_Handler.log) == 1

@@ -137,3 +137,14 @@ def test_bad_arguments_are_clear_errors():
 def test_small_training_sets_keep_their_partial_batch():
     loader = make_loader(_toy(n=7), batch_size=16, train=True)
     assert len(loader) == 1 and loader.num_samples == 7
+
+
+def test_resizing_once_up_front_matches_resizing_every_batch():
+    from cnnlab.data.augment import BatchPipeline
+
+    ds = _toy(n=20, c=1, size=8)
+    loader = make_loader(ds, batch_size=20, train=False, input_size=(1, 32, 32))
+    x, _ = next(iter(loader))
+    info = ds.info
+    per_batch = BatchPipeline((1, 8, 8), (1, 32, 32), info.mean, info.std, None, torch.device("cpu"))(ds.images, False)
+    assert torch.allclose(x, per_batch, atol=0.51 / 255 / info.std[0])  # uint8 rounding only
