@@ -36,6 +36,7 @@ __all__ = [
     "random_crop_params",
     "random_resized_crop",
     "rrc_params",
+    "rrc_fallback",
     "cutout",
     "pca_lighting",
     "adapt_size",
@@ -164,6 +165,16 @@ def random_crop_params(n: int, in_size: tuple[int, int], out_size: tuple[int, in
     return top, left
 
 
+def rrc_fallback(h: int, w: int, ratio) -> tuple[int, int]:
+    """(height, width) of the centre box used when no random box fits: the whole
+    image, with its aspect ratio clamped into ``ratio``."""
+    if w / h < ratio[0]:
+        return round(w / ratio[0]), w
+    if w / h > ratio[1]:
+        return h, round(h * ratio[1])
+    return h, w
+
+
 def rrc_params(n: int, in_size: tuple[int, int], scale, ratio, g: torch.Generator, tries: int = 10):
     """Boxes (top, left, height, width) of an Inception-style random-resized crop.
 
@@ -180,14 +191,7 @@ def rrc_params(n: int, in_size: tuple[int, int], scale, ratio, g: torch.Generato
     ch = torch.sqrt(target / aspect).round()
     ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
     first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1, dtype=torch.long))
-    # fallback: centre crop of the whole image, ratio clamped
-    in_ratio = w / h
-    if in_ratio < ratio[0]:
-        fw, fh = w, round(w / ratio[0])
-    elif in_ratio > ratio[1]:
-        fh, fw = h, round(h * ratio[1])
-    else:
-        fw, fh = w, h
+    fh, fw = rrc_fallback(h, w, ratio)
     pick = first.clamp_min(0)[:, None]
     bw = torch.where(first >= 0, cw.gather(1, pick)[:, 0], torch.tensor(float(fw)))
     bh = torch.where(first >= 0, ch.gather(1, pick)[:, 0], torch.tensor(float(fh)))
