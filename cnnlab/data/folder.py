@@ -140,6 +140,8 @@ def load_image_folder(base: DatasetInfo, split: str, *, root=None, image_size=No
         image_size = base.image_size
     elif isinstance(image_size, int):
         image_size = (image_size, image_size)
+    if not (len(tuple(image_size)) == 2 and all(isinstance(v, int) and v >= 1 for v in image_size)):
+        raise DataError(f"image_size must be an integer or (height, width), got {image_size!r}")
     info = replace(base, num_classes=len(classes), classes=list(classes), image_size=tuple(image_size))
     return FolderDataset(samples, classes, info, split, str(root_path))
 

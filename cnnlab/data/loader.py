@@ -60,6 +60,8 @@ class Loader:
             raise DataError(f"world_size must be a positive integer, got {world_size!r}")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise DataError(f"rank must be in [0, {world_size}), got {rank!r}")
+        if n == 0:
+            raise DataError("the dataset is empty")
         if n < world_size:
             raise DataError(f"{n} samples cannot be shared among {world_size} ranks")
         self.n, self.batch_size, self.train = n, batch_size, bool(train)

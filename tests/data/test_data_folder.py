@@ -103,3 +103,8 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="without images"):
         load_dataset("imagefolder", root=tmp_path)
+
+
+def test_bad_image_size(flat):
+    with pytest.raises(DataError, match="image_size"):
+        load_dataset("imagefolder", root=flat, image_size=(0, 8))
