@@ -148,3 +148,18 @@ def test_resizing_once_up_front_matches_resizing_every_batch():
     info = ds.info
     per_batch = BatchPipeline((1, 8, 8), (1, 32, 32), info.mean, info.std, None, torch.device("cpu"))(ds.images, False)
     assert torch.allclose(x, per_batch, atol=0.51 / 255 / info.std[0])  # uint8 rounding only
+
+
+def test_alexnet_and_inception_style_augmentation_run_batched():
+    ds = _toy(n=32, size=20)
+    aug = AugmentConfig(random_resized_crop=True, flip=True, pca_lighting=0.1, cutout=4)
+    loader = make_loader(ds, batch_size=16, train=True, input_size=(3, 24, 24), augment=aug, seed=2)
+    batches = [x for x, _ in loader]
+    assert [b.shape for b in batches] == [(16, 3, 24, 24)] * 2
+    assert all(torch.isfinite(b).all() for b in batches)
+    again = [x for x, _ in make_loader(ds, batch_size=16, train=True, input_size=(3, 24, 24), augment=aug, seed=2)]
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    # evaluation ignores the augmentation: a plain resize of every image
+    ev = make_loader(ds, batch_size=32, train=False, input_size=(3, 24, 24), augment=aug)
+    x, _ = next(iter(ev))
+    assert torch.equal(x, next(iter(ev))[0])
