@@ -12,7 +12,8 @@ The pipeline (:class:`BatchPipeline`) runs, in order:
    horizontal flip -- crop and flip are one gather for the batch, the padding is
    never materialised, and without interpolation it all runs on uint8;
 2. AlexNet's PCA lighting noise (Krizhevsky et al., 2012, section 4.1): one colour
-   shift per image (it commutes with the geometry, so it can come after it);
+   shift per image (it commutes with crops, flips and resizes, so it can come after
+   them; only zero padding, which AlexNet did not use, is shifted too);
 3. channel adaptation (1 -> 3 by repetition, 3 -> 1 by ITU-R 601 luminance);
 4. normalisation with the dataset's mean and std (fused with the 1/255 scaling);
 5. Cutout (DeVries & Taylor, 2017): a zeroed square, after normalisation as in the
@@ -359,7 +360,8 @@ class BatchPipeline:
                 top, left = random_crop_params(n, size, size, p, g) if p else (torch.zeros(n), torch.zeros(n))
                 x = crop_flip(x, top, left, flip, size, p, aug.padding_mode)
         if aug is not None and self.pca is not None:
-            # a per-image colour shift commutes with the crops and resizes above
+            # a per-image colour shift commutes with the crops and resizes above (zero
+            # padding is the exception: it gets shifted too, as AlexNet had no padding)
             x = pca_lighting(x.float(), self.pca[0], self.pca[1] * 255.0, float(aug.pca_lighting), g)
         x = adapt_channels(x, self.target[0])
         x = torch.addcmul(self.shift, x, self.scale)  # (x / 255 - mean) / std, uint8 -> float, one pass
