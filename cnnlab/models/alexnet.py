@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
+from cnnlab.layers.mlp_head import MlpHead
 from cnnlab.models.base import CnnModel, check_num_classes
 from cnnlab.registry import Paper, Published, register_model
 
@@ -122,31 +123,23 @@ class AlexNet(CnnModel):
             chans = out
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(6)
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(chans * 6 * 6, fc_width),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(fc_width, fc_width),
-            nn.ReLU(inplace=True),
-            nn.Linear(fc_width, num_classes),
-        )
+        self.classifier = MlpHead(chans * 6 * 6, fc_width, num_classes, dropout, dropout_first=True)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # alexnet_original at 227: N x 256 x 6 x 6
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.avgpool(x).flatten(1)  # N x 9216 (256 x 6 x 6)
-        x = self.classifier[:-1](x)  # N x 4096 (fc7 after ReLU)
-        return x if pre_logits else self.classifier[-1](x)  # N x num_classes
+        if pre_logits:
+            return self.classifier.pre_logits(x)  # N x 4096 (fc7 after ReLU)
+        return self.classifier(x)  # N x num_classes
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        old = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(self.num_features, num_classes, device=old.weight.device)
+        self.classifier.reset(num_classes)
 
 
 @register_model(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.layers.mlp_head import MlpHead
 from cnnlab.models.base import CnnModel, check_num_classes
 from cnnlab.registry import Paper, Published, register_model
 
@@ -71,15 +72,7 @@ class VGG(CnnModel):
             chans = v
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(7)
-        self.classifier = nn.Sequential(
-            nn.Linear(chans * 7 * 7, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = MlpHead(chans * 7 * 7, 4096, num_classes, dropout)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -101,17 +94,17 @@ class VGG(CnnModel):
         return self.features(x)  # N x 512 x 7 x 7 at 224
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x).flatten(1)  # N x 25088
-        x = self.classifier[:-1](x)  # N x 4096
-        return x if pre_logits else self.classifier[-1](x)  # N x num_classes
+        x = self.avgpool(x).flatten(1)  # N x 25088 (512 x 7 x 7)
+        if pre_logits:
+            return self.classifier.pre_logits(x)  # N x 4096
+        return self.classifier(x)  # N x num_classes
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        old = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(self.num_features, num_classes, device=old.weight.device)
+        self.classifier.reset(num_classes)
 
 
 def _vgg_info(params: int, macs: int, name: str, top5_error: float | None = None) -> Published:
