@@ -270,9 +270,10 @@ class NASNet(CnnModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        self.last_linear = nn.Linear(self.num_features, num_classes)
+        device = self.last_linear.weight.device  # the new layers live where the model does
+        self.last_linear = nn.Linear(self.num_features, num_classes, device=device)
         if self.aux_head is not None:
-            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes)
+            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes, device=device)
 
 
 def timm_to_cnnlab_state_dict(state_dict: dict) -> dict:
