@@ -134,3 +134,28 @@ def test_bad_arguments_are_named():
     from cnnlab.models.nasnet import NASNET_A_NORMAL
     with pytest.raises(ValueError, match="reduction"):
         _tiny(reduction=NASNET_A_NORMAL)
+
+
+@pytest.mark.parametrize("name,cell,h0,h1", [
+    # timm/TF large (skip_reduction_layer_input=1): cell_6(reduction_cell_0, cell_4).
+    ("nasnetalarge", "cell_6", "reduction_cell_0", "cell_4"),
+    ("nasnetalarge", "cell_7", "cell_6", "reduction_cell_0"),
+    ("nasnetalarge", "reduction_cell_1", "cell_11", "cell_10"),
+    # TF mobile and CIFAR configs (skip_reduction_layer_input=0): the cell right before.
+    ("nasnetamobile", "cell_4", "reduction_cell_0", "cell_3"),
+    ("nasnet_cifar", "cell_12", "reduction_cell_1", "cell_11"),
+    ("nasnet_cifar", "cell_0", "stem", None),  # the first CIFAR cell reads its raw input as h1
+    ("nasnetamobile", "cell_stem_0", "stem", None),
+    ("nasnetamobile", "cell_stem_1", "cell_stem_0", "stem"),
+])
+def test_cell_inputs(name, cell, h0, h1):
+    model = build_on_meta(name)
+    names = ["stem"] + [n for n, _, _ in model._plan]
+    plan = {n: (names[i0], None if i1 is None else names[i1]) for n, i0, i1 in model._plan}
+    assert plan[cell] == (h0, h1)
+
+
+def test_batch_norm_epsilon_per_reference_config():
+    eps = {name: {m.eps for m in build_on_meta(name).modules() if isinstance(m, torch.nn.BatchNorm2d)}
+           for name in ("nasnetalarge", "nasnetamobile", "nasnet_cifar")}
+    assert eps == {"nasnetalarge": {1e-3}, "nasnetamobile": {1e-3}, "nasnet_cifar": {1e-5}}
