@@ -18,7 +18,10 @@ Two variants of one class:
   convolution (bias-free convolutions, eps 1e-3), no LRN, a 3x3 convolution where the
   paper's "5x5" branch has a 5x5, a 2x2 (not 3x3) fourth max pool, adaptive average
   pools in the auxiliary heads, and dropout 0.2 (not 0.4) before the FC.
-  13,004,888 parameters including the auxiliary heads.
+  13,004,888 parameters including the auxiliary heads. torchvision's pretrained
+  checkpoint was trained on inputs scaled to [-1, 1] and torchvision builds it with
+  ``transform_input=True``, which maps ImageNet-normalized input to that range; cnnlab
+  has no such switch, so feed that checkpoint ``(x_in_0_1 - 0.5) / 0.5`` yourself.
 * ``googlenet_paper`` is the paper's network: convolutions with bias and ReLU, LRN in
   the stem (constants of the authors' released Caffe model: size 5, alpha 1e-4 as an
   average, i.e. 2e-5 summed, beta 0.75, k 1), real 5x5 convolutions, 3x3/2 max pools

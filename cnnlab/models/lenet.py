@@ -131,6 +131,9 @@ class Subsampling(nn.Module):
         self.weight = nn.Parameter(torch.empty(channels))
         self.bias = nn.Parameter(torch.empty(channels))
 
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         window_sum = F.avg_pool2d(x, 2) * 4  # N x C x H/2 x W/2
         return window_sum * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
@@ -231,16 +234,21 @@ class LeNet5(CnnModel):
         return nn.Linear(self.num_features, num_classes)
 
     def _init_paper(self) -> None:
-        # Appendix C: weights uniform in (-2.4/F, 2.4/F), F = fan-in of the unit.
+        # Appendix C: weights uniform in (-2.4/F, 2.4/F), F = fan-in of the unit
+        # (the number of inputs of the unit the weight belongs to).
         fan_in = {"c1": self.in_chans * 25, "s2": 4, "s4": 4, "c5": 16 * 25, "f6": 120}
+        c3_fans = torch.tensor([25.0 * sum(row[o] == "X" for row in C3_TABLE) for o in range(len(C3_TABLE[0]))])
         with torch.no_grad():
             for name, param in self.named_parameters():
                 layer, leaf = name.split(".")
-                if layer == "c3":
-                    fan = int(leaf[len("weight"):]) * 25 if leaf.startswith("weight") else 75
-                else:
-                    fan = fan_in[layer]
-                param.uniform_(-2.4 / fan, 2.4 / fan)
+                if layer != "c3":
+                    param.uniform_(-2.4 / fan_in[layer], 2.4 / fan_in[layer])
+                elif leaf == "bias":
+                    bound = (2.4 / c3_fans).to(param.device)
+                    param.copy_((torch.rand_like(param) * 2 - 1) * bound)
+                else:  # weight<k>: maps that read k S2 maps
+                    fan = int(leaf[len("weight"):]) * 25
+                    param.uniform_(-2.4 / fan, 2.4 / fan)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.c1(x))  # N x 6 x 28 x 28

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
-from reference import build_on_meta
+from reference import build_on_meta, conv_linear_macs
 
 
 def _volumes(model, size, kinds):
@@ -108,3 +108,9 @@ def test_paper_models_normalize_before_or_after_pooling_as_published():
     assert order("alexnet_original") == ["conv", "norm", "pool", "conv", "norm", "pool"]
     # ZFNet, Fig. 3: pool, then contrast normalization.
     assert order("zfnet") == ["conv", "pool", "norm", "conv", "pool", "norm"]
+
+
+@pytest.mark.parametrize("name, size, gmacs", [("alexnet_original", 227, 0.72), ("zfnet", 224, 1.17)])
+def test_multiply_accumulates_match_the_published_estimates(name, size, gmacs):
+    # PAPERS.md: AlexNet ~0.72 GMACs, ZFNet ~1.17 GMACs (rounded to two decimals).
+    assert round(conv_linear_macs(build_on_meta(name), size) / 1e9, 2) == gmacs

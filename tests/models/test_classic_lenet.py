@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 import cnnlab
 from cnnlab.models.lenet import C3_TABLE, DIGIT_BITMAPS, rbf_code, squash
+from reference import build_on_meta, conv_linear_macs
 
 # Table I as the paper lists it: the S2 maps each C3 map reads.
 PAPER_C3_INPUTS = [
@@ -165,3 +166,13 @@ def test_mnist_sized_input_is_rejected_with_a_clear_message(name):
     model = cnnlab.create_model(name)
     with pytest.raises(cnnlab.models.InputSizeError, match="at least 32x32"):
         model(torch.randn(1, 1, 28, 28))
+
+
+def test_multiply_accumulates_by_hand():
+    # Each output value of a convolution costs fan-in multiply-adds; C3's fan-in is
+    # 25 x the number of S2 maps it reads (Table I).
+    c1 = 6 * 28 * 28 * 25
+    c3 = 10 * 10 * 25 * sum(len(inputs) for inputs in PAPER_C3_INPUTS)
+    c5 = 120 * 16 * 25
+    f6 = 84 * 120
+    assert conv_linear_macs(build_on_meta("lenet5"), 32, channels=1) == c1 + c3 + c5 + f6 == 325_680

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import cnnlab
-from reference import build_on_meta
+from reference import build_on_meta, conv_linear_macs
 
 # (in, out, kernel) of every convolution of the CIFAR-10 model, as PAPERS.md lists it.
 NIN_CONVS = [
@@ -46,3 +46,11 @@ def test_logits_are_the_spatial_mean_of_the_class_maps():
         maps = torch.relu(model.classifier(feats))  # N x 10 x 8 x 8
         torch.testing.assert_close(model(x), maps.mean((2, 3)))
         assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+
+
+def test_multiply_accumulates_at_32():
+    # Each convolution costs (output pixels) x (weights); the maps are 32, 16 and 8 wide.
+    sizes = [32] * 3 + [16] * 3 + [8] * 3
+    by_hand = sum(s * s * cin * cout * k * k for s, (cin, cout, k) in zip(sizes, NIN_CONVS))
+    assert conv_linear_macs(build_on_meta("nin"), 32) == by_hand
+    assert round(by_hand / 1e9, 2) == 0.22  # PAPERS.md: ~0.22 GMACs
