@@ -135,13 +135,14 @@ class NASNet(CnnModel):
         drop_rate: dropout before the classifier.
         drop_path_rate: the drop-path probability of the last cell (linear in depth).
         aux_head / aux_grid: build the auxiliary classifier; its conv's kernel size.
+        bn_eps: batch-norm epsilon of every BN (reference code: 1e-3 ImageNet, 1e-5 CIFAR).
     """
 
     def __init__(self, *, normal: Genotype = NASNET_A_NORMAL, reduction: Genotype = NASNET_A_REDUCTION,
                  filters: int = 168, cells_per_stage: int = 6, stem: str = "imagenet", stem_chs: int = 96,
                  skip_reduction_input: bool = True, pad_type: str = "same", num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 aux_head: bool = False, aux_grid: int = 4):
+                 aux_head: bool = False, aux_grid: int = 4, bn_eps: float = BN_EPS):
         super().__init__()
         if normal.reduction or not reduction.reduction:
             raise ValueError("`normal` must be a normal-cell genotype and `reduction` a reduction-cell genotype")
@@ -224,6 +225,9 @@ class NASNet(CnnModel):
             aux_chs = feats[[n for n, _, _ in self._plan].index(aux_after) + 1][0]
             self.aux_head = AuxHead(aux_chs, num_classes, aux_grid)
             self.aux_loss_weights = (AUX_LOSS_WEIGHT,)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps = bn_eps
 
     # -- drop path ---------------------------------------------------------------------
     def set_drop_path_progress(self, progress: float) -> None:
@@ -270,9 +274,10 @@ class NASNet(CnnModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        self.last_linear = nn.Linear(self.num_features, num_classes)
+        device = self.last_linear.weight.device  # the new layers live where the model does
+        self.last_linear = nn.Linear(self.num_features, num_classes, device=device)
         if self.aux_head is not None:
-            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes)
+            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes, device=device)
 
 
 def timm_to_cnnlab_state_dict(state_dict: dict) -> dict:
@@ -305,13 +310,15 @@ class _Variant:
     drop_rate: float  # 1 - dense_dropout_keep_prob of the reference configs
     drop_path_rate: float  # 1 - drop_path_keep_prob of the reference configs
     aux_grid: int  # side of the aux head's pooled map at the default input
+    bn_eps: float
 
 
-#                        stem        stem_chs F   N  padding      skip   drop drop_path aux
+# Values from the reference code's configs (tensorflow/models, research/slim/nets/nasnet).
+#                         stem      stem_chs F   N  padding      skip   drop drop_path aux bn_eps
 VARIANTS = {
-    "nasnetalarge": _Variant("imagenet", 96, 168, 6, "same", True, 0.5, 0.3, 6),
-    "nasnetamobile": _Variant("imagenet", 32, 44, 4, "symmetric", False, 0.5, 0.0, 4),
-    "nasnet_cifar": _Variant("cifar", 96, 32, 6, "symmetric", True, 0.0, 0.4, 4),
+    "nasnetalarge": _Variant("imagenet", 96, 168, 6, "same", True, 0.5, 0.3, 6, 1e-3),
+    "nasnetamobile": _Variant("imagenet", 32, 44, 4, "symmetric", False, 0.5, 0.0, 4, 1e-3),
+    "nasnet_cifar": _Variant("cifar", 96, 32, 6, "symmetric", False, 0.0, 0.4, 4, 1e-5),
 }
 
 
@@ -319,7 +326,7 @@ def _create(name: str, **kwargs) -> NASNet:
     v = VARIANTS[name]
     args = dict(stem=v.stem, stem_chs=v.stem_chs, filters=v.filters, cells_per_stage=v.cells_per_stage,
                 pad_type=v.pad_type, skip_reduction_input=v.skip_reduction_input, drop_rate=v.drop_rate,
-                drop_path_rate=v.drop_path_rate, aux_grid=v.aux_grid)
+                drop_path_rate=v.drop_path_rate, aux_grid=v.aux_grid, bn_eps=v.bn_eps)
     args.update(kwargs)
     return NASNet(**args)
 
