@@ -125,3 +125,10 @@ def test_alexnet_original_initialization_follows_section_5():
     assert all(torch.unique(layer.bias).numel() == 1 for layer in layers)
     fc6 = layers[5].weight
     assert abs(fc6.std().item() - 0.01) < 1e-4 and abs(fc6.mean().item()) < 1e-4
+
+
+def test_unknown_config_is_rejected():
+    from cnnlab.models.alexnet import AlexNet
+
+    with pytest.raises(ValueError, match="unknown AlexNet config"):
+        AlexNet("alexnet_v2")
