@@ -200,6 +200,8 @@ class NASNet(CnnModel):
             in_chs, lvl0 = feats[i0]
             prev_chs = None if i1 is None else feats[i1][0]
             prev_reduced = i1 is not None and feats[i1][1] < lvl0
+            if i1 is not None and feats[i1][1] < lvl0 - 1:
+                raise ValueError(f"{name}: h1 is more than one reduction behind h0; the cell cannot match it")
             base = drop_path_rate * (k + 1) / len(cells)
             cell = Cell(genotype, in_chs, prev_chs, width, prev_reduced, pad_type, drop_prob=base)
             self.add_module(name, cell)
