@@ -181,7 +181,11 @@ def analyze(
     flags = _set_mode(model, mode == "train")
     try:
         with torch.enable_grad():
-            trace = trace_model(model, call, x)
+            try:
+                trace = trace_model(model, call, x)
+            except (RuntimeError, IndexError) as exc:  # a shape error deep in the model: say where, in one line
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"{label} cannot run on a {'x'.join(map(str, x.shape))} input: {first}") from exc
             saved_train = None
             if training_estimate:
                 if mode == "train":

@@ -45,6 +45,7 @@ class Row:
     memory_bytes: int = 0
     ops: Counter = field(default_factory=Counter)  # kind -> count over the batch
     rf: RF | None = None
+    module_name: str | None = None  # the module's own (first) name, for module rows
     children: list[int] = field(default_factory=list)
 
 
@@ -67,6 +68,7 @@ class _Recorder(TorchDispatchMode):
         self.seen = counter
         self.unknown: Counter = Counter()
         self.fn_names: Counter = Counter()
+        self.cache: dict = {}
 
     def _row_for_op(self, name: str) -> Row:
         top = self.rows[self.stack[-1]] if self.stack else None
@@ -84,11 +86,39 @@ class _Recorder(TorchDispatchMode):
             self.rows[parent].children.append(len(self.rows) - 1)
         return row
 
+    def _run(self, func, args, kwargs, flat_args):
+        """``func(*args, **kwargs)``, reusing the output metadata of an identical earlier call.
+
+        Many meta kernels are Python decompositions (batch norm's takes milliseconds); a
+        deep network repeats the same few shapes, so a kernel runs once per distinct call.
+        Only ops on meta tensors that return fresh tensors are reused; views run as usual.
+        """
+        key = _call_key(func, flat_args)
+        if key is None:
+            return func(*args, **kwargs)
+        hit = self.cache.get(key)
+        if hit is not None:
+            if hit is _INPLACE:
+                return args[0]
+            shapes, as_tuple = hit
+            outs = [torch.empty_strided(shape, stride, dtype=dtype, device="meta") for shape, stride, dtype in shapes]
+            return tuple(outs) if as_tuple else outs[0]
+        out = func(*args, **kwargs)
+        if _is_plain_inplace(func) and out is args[0]:
+            self.cache[key] = _INPLACE
+        elif not is_view_or_inplace(func):
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            if isinstance(out, (tuple, list)) and not isinstance(out, tuple):
+                return out
+            if all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in outs):
+                self.cache[key] = ([(tuple(o.shape), o.stride(), o.dtype) for o in outs], isinstance(out, tuple))
+        return out
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = op_name(func)
         flat_args, _ = tree_flatten((args, kwargs))
+        out = self._run(func, args, kwargs, flat_args)
+        name = op_name(func)
         inputs = [(t, self.fields[t]) for t in flat_args if isinstance(t, torch.Tensor) and t in self.fields]
         kind, count = op_cost(func, args, out)
         aliasing = is_view_or_inplace(func)
@@ -112,6 +142,33 @@ class _Recorder(TorchDispatchMode):
                 row.output_dtype = first.dtype if isinstance(first, torch.Tensor) else None
                 row.rf = rf
         return out
+
+
+_INPLACE = object()
+_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+
+
+def _call_key(func, flat_args: list) -> tuple | None:
+    """A hashable description of an op call on meta tensors, or None where there is none."""
+    parts: list = [func]
+    for a in flat_args:
+        if isinstance(a, torch.Tensor):
+            if a.device.type != "meta":
+                return None
+            parts.append((tuple(a.shape), a.stride(), a.dtype))
+        elif isinstance(a, _SIMPLE):
+            parts.append((type(a), a))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _is_plain_inplace(func) -> bool:
+    """``relu_``, ``add_`` and the like: they write into their first argument and return it."""
+    name = op_name(func)
+    returns = func._schema.returns
+    return (name.endswith("_") and len(returns) == 1 and returns[0].alias_info is not None
+            and returns[0].alias_info.is_write and func._overloadname != "out" and name not in ("resize_", "set_"))
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
@@ -154,13 +211,19 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
         key = id(module)
         if key not in names or module is model:
             return
-        calls[key] += 1
-        name = names[key] if calls[key] == 1 else f"{names[key]}#{calls[key]}"
         parent = stack[-1] if stack else None
+        base = names[key]
+        # a module inside a repeated call of its parent is named under that call: block#2.conv
+        outer = rows[parent] if parent is not None else None
+        if outer is not None and outer.module_name and outer.name != outer.module_name \
+                and base.startswith(outer.module_name + "."):
+            base = outer.name + base[len(outer.module_name):]
+        calls[base] += 1
+        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
         own = list(module.parameters(recurse=False))
         row = Row(name=name, type=type(module).__name__, kind="module",
                   depth=(rows[parent].depth + 1) if parent is not None else 1, parent=parent,
-                  leaf=not any(True for _ in module.children()))
+                  leaf=not any(True for _ in module.children()), module_name=names[key])
         if key in first_call:
             row.shared_with = first_call[key]
         else:
