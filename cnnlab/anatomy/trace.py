@@ -86,14 +86,14 @@ class _Recorder(TorchDispatchMode):
             self.rows[parent].children.append(len(self.rows) - 1)
         return row
 
-    def _run(self, func, args, kwargs, flat_args):
+    def _run(self, func, args, kwargs, flat_args, spec):
         """``func(*args, **kwargs)``, reusing the output metadata of an identical earlier call.
 
         Many meta kernels are Python decompositions (batch norm's takes milliseconds); a
         deep network repeats the same few shapes, so a kernel runs once per distinct call.
         Only ops on meta tensors that return fresh tensors are reused; views run as usual.
         """
-        key = _call_key(func, flat_args)
+        key = _call_key(func, flat_args, spec)
         if key is None:
             return func(*args, **kwargs)
         hit = self.cache.get(key)
@@ -106,18 +106,16 @@ class _Recorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         if _is_plain_inplace(func) and out is args[0]:
             self.cache[key] = _INPLACE
-        elif not is_view_or_inplace(func):
-            outs = out if isinstance(out, (tuple, list)) else [out]
-            if isinstance(out, (tuple, list)) and not isinstance(out, tuple):
-                return out
+        elif not is_view_or_inplace(func) and not isinstance(out, list):
+            outs = out if isinstance(out, tuple) else [out]
             if all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in outs):
                 self.cache[key] = ([(tuple(o.shape), o.stride(), o.dtype) for o in outs], isinstance(out, tuple))
         return out
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat_args, _ = tree_flatten((args, kwargs))
-        out = self._run(func, args, kwargs, flat_args)
+        flat_args, spec = tree_flatten((args, kwargs))
+        out = self._run(func, args, kwargs, flat_args, spec)
         name = op_name(func)
         inputs = [(t, self.fields[t]) for t in flat_args if isinstance(t, torch.Tensor) and t in self.fields]
         kind, count = op_cost(func, args, out)
@@ -148,9 +146,9 @@ _INPLACE = object()
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
 
 
-def _call_key(func, flat_args: list) -> tuple | None:
+def _call_key(func, flat_args: list, spec) -> tuple | None:
     """A hashable description of an op call on meta tensors, or None where there is none."""
-    parts: list = [func]
+    parts: list = [func, spec]
     for a in flat_args:
         if isinstance(a, torch.Tensor):
             if a.device.type != "meta":

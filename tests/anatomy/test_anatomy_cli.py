@@ -132,6 +132,31 @@ def test_analyze_bad_input():
         cnnlab.analyze(nn.Conv2d(3, 3, 1), 8, dtype=torch.int64)
 
 
+def test_untraceable_models_say_why():
+    class PlainTensor(nn.Module):  # a tensor attribute that is not a buffer stays on the CPU
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.scale = torch.ones(1, 3, 1, 1)
+
+        def forward(self, x):
+            return self.conv(x) * self.scale
+
+    class DataDependent(nn.Module):  # Python control flow on a value: no data on the meta device
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y if y.sum().item() > 0 else -y
+
+    with pytest.raises(ValueError, match="neither a parameter nor a buffer.*register it as a buffer"):
+        cnnlab.analyze(PlainTensor(), 8)
+    with pytest.raises(ValueError, match="cannot run on a 1x3x8x8 input: .*item"):
+        cnnlab.analyze(DataDependent(), 8)
+
+
 def test_too_small_input_gives_the_models_message(tiny):
     with pytest.raises(InputSizeError, match="needs inputs of at least 8x8 pixels, got 7x7"):
         cnnlab.analyze(tiny, 7)

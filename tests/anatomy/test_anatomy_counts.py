@@ -72,6 +72,35 @@ def test_alexnet_single_tower_macs_by_hand():
     assert hand == load_manifest("alexnet")["macs"]  # and the reference manifest agrees with the hand count
 
 
+# The paper's two-tower AlexNet at 227: conv2, conv4 and conv5 see half the channels (groups=2).
+ALEXNET_PAPER_MACS = (55 * 55 * 96 * (11 * 11 * 3) + 27 * 27 * 256 * (48 * 5 * 5) + 13 * 13 * 384 * (256 * 3 * 3)
+                      + 13 * 13 * 384 * (192 * 3 * 3) + 13 * 13 * 256 * (192 * 3 * 3)
+                      + 9216 * 4096 + 4096 * 4096 + 4096 * 1000)
+
+
+@pytest.mark.skipif(not is_model("alexnet_original"), reason="alexnet_original not registered")
+def test_registry_alexnet_original_by_hand():
+    a = cnnlab.analyze("alexnet_original", training_estimate=False)
+    assert a.input_shape == [1, 3, 227, 227]
+    assert a.totals["macs"] == ALEXNET_PAPER_MACS
+    assert a.totals["params"] == 60_965_224
+    assert a.totals["receptive_field"] == 195
+
+
+@pytest.mark.skipif(not is_model("lenet5"), reason="lenet5 not registered")
+def test_registry_lenet5_by_hand():
+    a = cnnlab.analyze("lenet5", training_estimate=False)
+    c1 = 28 * 28 * 6 * 25
+    c3_inputs = 6 * 3 + 6 * 4 + 3 * 4 + 1 * 6  # the paper's connection table: 60 S2 maps feed C3 in all
+    c3 = 10 * 10 * 25 * c3_inputs
+    c5 = 120 * 25 * 16
+    f6 = 120 * 84
+    assert (c1, c3) == (117_600, 150_000)
+    assert a.totals["ops"]["conv"] == c1 + c3 + c5
+    assert a.totals["ops"]["linear"] == f6  # the RBF output layer is a distance, not a product
+    assert a.totals["params"] == 60_000
+
+
 def test_alexnet_paper_two_tower_macs_rf_and_conv1():
     with torch.device("meta"):
         model = nn.Sequential(
@@ -85,9 +114,7 @@ def test_alexnet_paper_two_tower_macs_rf_and_conv1():
             nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000),
         )
     a = cnnlab.analyze(model, 227)
-    hand = (55 * 55 * 96 * 363 + 27 * 27 * 256 * 48 * 25 + 13 * 13 * 384 * 256 * 9 + 13 * 13 * 384 * 192 * 9
-            + 13 * 13 * 256 * 192 * 9 + 9216 * 4096 + 4096 * 4096 + 4096 * 1000)
-    assert a.totals["macs"] == hand
+    assert a.totals["macs"] == ALEXNET_PAPER_MACS
     assert a.totals["params"] == 60_965_224  # PAPERS.md
     conv1 = a["0"]
     assert conv1["output_shape"] == [1, 96, 55, 55]  # the lecture's [55x55x96]
