@@ -29,10 +29,12 @@ checkpoints load with ``load_state_dict(strict=True)``.
 Where the reference layouts (which the checkpoints need) differ from the papers, this
 file follows the references and says so next to the table concerned. The summary:
 
-* Inception-v3 (torchvision): the stem is conv 3x3 stride 2, 3x3, 3x3, maxpool, 1x1 80,
-  3x3 192, maxpool, whereas Table 1 of the paper lists a 3x3 conv where the 1x1 80 is and
-  no pooling in between; the 17x17 auxiliary head has BatchNorm. Its 3x3 average pools
-  count the zero padding (PyTorch's default), unlike TensorFlow's.
+* Inception-v3 (torchvision, as Google released it): after the first max pool the stem
+  is 1x1 80 -> 3x3 192 -> maxpool, where the paper's Table 1 lists 3x3 80 -> 3x3/2 192
+  -> 3x3 288; the 35x35 blocks keep a 5x5 branch next to the double 3x3 one (Fig. 5 has
+  only the latter); the auxiliary head batch-normalizes its convs but not its FC layer
+  (the paper's "BN-auxiliary" normalizes the FC too). Its 3x3 average pools count the
+  zero padding (PyTorch's default), unlike TensorFlow's.
 * Inception-v4 (timm, ported from TF-slim): in the stem's 7x7 branch and in blocks B and
   C the order of the asymmetric convolutions differs from the paper's figures (1x7 before
   7x1 in the stem, 7x1 before 1x7 in B's double branch, 3x1 before 1x3 in C). No
@@ -251,8 +253,7 @@ class ResidualMixedBlock(MixedBlock):
 class InceptionAux(nn.Module):
     """Inception-v3's auxiliary classifier on the 17x17 grid (torchvision layout):
     avgpool 5x5/3 -> conv 1x1 128 -> conv 5x5 768 -> global pool -> FC. The paper
-    (Section 4) describes it as a regularizer; with BatchNorm in it, as here, the
-    paper's best model ("Inception-v3") is the one with a batch-normalized aux head."""
+    (Section 4) finds it acts as a regularizer rather than speeding up convergence."""
 
     def __init__(self, in_chs: int, num_classes: int):
         super().__init__()
