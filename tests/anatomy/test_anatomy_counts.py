@@ -394,3 +394,21 @@ def test_measured_peak_matches_a_known_pass():
     assert out_bytes <= m["forward_peak_bytes"] <= 2 * out_bytes
     assert m["train_step_peak_bytes"] >= out_bytes
     assert "Measured peak" in a.table()
+
+
+@pytest.mark.skipif(not is_model("resnet50"), reason="resnet50 not registered")
+def test_resnet50_receptive_field_by_hand():
+    # torchvision's layout: conv1 7x7/2, maxpool 3x3/2, then every bottleneck adds one 3x3 conv;
+    # the first block of stages 2-4 strides in its 3x3.
+    size, jump = 7, 2
+    size, jump = size + 2 * jump, jump * 2  # maxpool
+    stages = []
+    for blocks, stride in ((3, 1), (4, 2), (6, 2), (3, 2)):
+        for b in range(blocks):
+            size += 2 * jump
+            if b == 0:
+                jump *= stride
+        stages.append((size, jump))
+    a = cnnlab.analyze("resnet50", training_estimate=False)
+    assert [(a[f"layer{i}"]["receptive_field"], a[f"layer{i}"]["rf_jump"]) for i in (1, 2, 3, 4)] == stages
+    assert stages[-1] == (427, 32)

@@ -28,22 +28,25 @@ def test_drop_path_linear_in_depth_and_scheduled():
 
 def test_drop_path_on_in_train_off_in_eval():
     torch.manual_seed(0)
-    dropping = _tiny(drop_path_rate=0.9 * 0.99)
-    plain = _tiny(drop_path_rate=0.0)
-    plain.load_state_dict(dropping.state_dict())
-    x = torch.randn(4, 3, 4, 4)
-    dropping.eval(), plain.eval()
+    model = _tiny(drop_path_rate=0.5)
+    cell = model.cell_2  # the last cell: drop probability 0.5
+    x = torch.randn(4, cell.conv_1x1.conv.in_channels, 2, 2)
+    xp = torch.randn(4, cell.path_1.conv.in_channels, 4, 4)  # h1 from before the reduction
     with torch.no_grad():
-        torch.testing.assert_close(dropping(x), plain(x))  # eval: no drop path at all
-        dropping.train(), plain.train()
+        cell.eval()
+        y_eval = cell(x, xp)
+        cell.drop_prob = 0.0
+        torch.testing.assert_close(cell(x, xp), y_eval)  # eval: drop path does nothing
+        cell.train()
+        ref = cell(x, xp)
+        cell.drop_prob = 0.5
         torch.manual_seed(1)
-        a = dropping(x)
+        a = cell(x, xp)
         torch.manual_seed(2)
-        b = dropping(x)
-        ref = plain(x)
+        b = cell(x, xp)
         assert not torch.allclose(a, b) and not torch.allclose(a, ref)  # random per call in train
-        dropping.set_drop_path_progress(0.0)  # schedule start: nothing dropped yet
-        torch.testing.assert_close(dropping(x), ref)
+        model.set_drop_path_progress(0.0)  # schedule start: nothing dropped yet
+        torch.testing.assert_close(cell(x, xp), ref)
 
 
 def test_drop_path_is_per_sample():
