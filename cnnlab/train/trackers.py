@@ -48,7 +48,7 @@ class JsonlTracker(Tracker):
 
 
 def _scalars(record: dict[str, Any]) -> tuple[int, dict[str, float]]:
-    step = int(record.get("step", record.get("epoch", 0)))
+    step = int(record["epoch"] if "epoch" in record else record.get("step", 0))  # x-axis: epochs
     scalars = {k: float(v) for k, v in record.items()
                if k not in ("step", "epoch", "kind") and isinstance(v, (int, float)) and not isinstance(v, bool)}
     prefix = record.get("kind", "")
@@ -100,7 +100,7 @@ class WandbTracker(Tracker):
 
     def log(self, record: dict[str, Any]) -> None:
         step, scalars = _scalars(record)
-        self.run.log(scalars)
+        self.run.log({**scalars, "epoch": step})
 
     def close(self) -> None:
         self.run.finish()
