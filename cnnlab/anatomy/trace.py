@@ -1,0 +1,250 @@
+"""Tracing a model on the meta device: every module call and every aten op, no data.
+
+A :class:`TorchDispatchMode` sees every aten op the forward pass runs, whether it
+comes from a module, an ``F.*`` function, a tensor method or an operator, so
+functional calls are counted like modules. Forward pre/post hooks on every module
+say which module call is running, so a module called twice gets two rows and its
+parameters are counted once. Ops run directly in a container's ``forward`` (the
+``out + identity`` of a residual block, the ``torch.cat`` of an inception module)
+get rows of their own under that container, so a container's totals are always
+the sum of its children's rows.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakTensorKeyDictionary
+
+from cnnlab.anatomy.ops import KINDS, RF, is_view_or_inplace, op_cost, op_name, rf_for_op, rf_input
+
+__all__ = ["Row", "Trace", "trace_model"]
+
+
+@dataclass
+class Row:
+    """One module call or one functional op, with counts for the whole batch."""
+
+    name: str
+    type: str
+    kind: str  # "module" or "function"
+    depth: int
+    parent: int | None
+    leaf: bool
+    output_shape: list | None = None
+    output_dtype: torch.dtype | None = None
+    params: int = 0
+    trainable_params: int = 0
+    shared_with: str | None = None
+    memory: int = 0  # values newly written by this row (views and in-place ops write none)
+    memory_bytes: int = 0
+    ops: Counter = field(default_factory=Counter)  # kind -> count over the batch
+    rf: RF | None = None
+    children: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Trace:
+    rows: list[Row]
+    input_shape: list[int]
+    input_dtype: torch.dtype
+    output_rf: RF | None
+    coverage: dict[str, Any]
+    saved_bytes: int | None  # autograd's saved tensors (activations kept for backward)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, rows: list[Row], stack: list[int], counter: Counter):
+        super().__init__()
+        self.rows = rows
+        self.stack = stack
+        self.fields = WeakTensorKeyDictionary()
+        self.seen = counter
+        self.unknown: Counter = Counter()
+        self.fn_names: Counter = Counter()
+
+    def _row_for_op(self, name: str) -> Row:
+        top = self.rows[self.stack[-1]] if self.stack else None
+        if top is not None and top.leaf:
+            return top
+        parent = self.stack[-1] if self.stack else None
+        prefix = f"{top.name}." if top is not None else ""
+        base = prefix + name
+        self.fn_names[base] += 1
+        label = base if self.fn_names[base] == 1 else f"{base}#{self.fn_names[base]}"
+        row = Row(name=label, type=name, kind="function", depth=(top.depth + 1) if top else 1,
+                  parent=parent, leaf=True)
+        self.rows.append(row)
+        if parent is not None:
+            self.rows[parent].children.append(len(self.rows) - 1)
+        return row
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = op_name(func)
+        flat_args, _ = tree_flatten((args, kwargs))
+        inputs = [(t, self.fields[t]) for t in flat_args if isinstance(t, torch.Tensor) and t in self.fields]
+        kind, count = op_cost(func, args, out)
+        aliasing = is_view_or_inplace(func)
+        first = out[0] if isinstance(out, (tuple, list)) and out else out
+        self.seen[kind] += 1
+        if kind == "unknown":
+            self.unknown[str(func)] += 1
+        rf = rf_for_op(func, args, out, inputs) if inputs and isinstance(first, torch.Tensor) else None
+        if rf is not None:
+            self.fields[first] = rf
+        # Views, in-place ops and ops on parameters alone (a weight transpose) get no row of their own.
+        if count or (not aliasing and (inputs or kind == "unknown")):
+            row = self._row_for_op(name)
+            if count:
+                row.ops[kind] += count
+            if not aliasing and isinstance(first, torch.Tensor):
+                row.memory += first.numel()
+                row.memory_bytes += first.numel() * first.element_size()
+            if row.kind == "function":
+                row.output_shape = list(first.shape) if isinstance(first, torch.Tensor) else None
+                row.output_dtype = first.dtype if isinstance(first, torch.Tensor) else None
+                row.rf = rf
+        return out
+
+
+def _first_tensor(out: Any) -> torch.Tensor | None:
+    flat, _ = tree_flatten(out)
+    for t in flat:
+        if isinstance(t, torch.Tensor):
+            return t
+    return None
+
+
+def _shape_of(out: Any) -> list | None:
+    if isinstance(out, torch.Tensor):
+        return list(out.shape)
+    if isinstance(out, (tuple, list)):
+        shapes = [_shape_of(o) for o in out]
+        shapes = [s for s in shapes if s is not None]
+        if not shapes:
+            return None
+        return shapes[0] if len(shapes) == 1 else shapes
+    return None
+
+
+def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
+    """Run ``call(x)`` (which calls ``model``) on meta tensors, recording rows.
+
+    ``model`` must be the module whose submodules run (its parameters may be replaced
+    by ``call``, e.g. through ``torch.func.functional_call``).
+    """
+    rows: list[Row] = []
+    stack: list[int] = []
+    names = {}
+    for name, module in model.named_modules():
+        names.setdefault(id(module), name)
+    calls: Counter = Counter()
+    first_call: dict[int, str] = {}
+    seen_ops: Counter = Counter()
+    recorder = _Recorder(rows, stack, seen_ops)
+
+    def pre_hook(module, args):
+        key = id(module)
+        if key not in names or module is model:
+            return
+        calls[key] += 1
+        name = names[key] if calls[key] == 1 else f"{names[key]}#{calls[key]}"
+        parent = stack[-1] if stack else None
+        own = list(module.parameters(recurse=False))
+        row = Row(name=name, type=type(module).__name__, kind="module",
+                  depth=(rows[parent].depth + 1) if parent is not None else 1, parent=parent,
+                  leaf=not any(True for _ in module.children()))
+        if key in first_call:
+            row.shared_with = first_call[key]
+        else:
+            first_call[key] = name
+            row.params = sum(p.numel() for p in own)
+            row.trainable_params = sum(p.numel() for p in own if p.requires_grad)
+        rows.append(row)
+        if parent is not None:
+            rows[parent].children.append(len(rows) - 1)
+        stack.append(len(rows) - 1)
+
+    def post_hook(module, args, out):
+        if id(module) not in names or module is model or not stack:
+            return
+        row = rows[stack.pop()]
+        row.output_shape = _shape_of(out)
+        t = _first_tensor(out)
+        if t is not None:
+            row.output_dtype = t.dtype
+            row.rf = recorder.fields.get(t)
+
+    handles = []
+    for module in model.modules():
+        if module is model:
+            continue
+        handles.append(module.register_forward_pre_hook(pre_hook))
+        handles.append(module.register_forward_hook(post_hook))
+
+    saved: dict[int, int] = {}
+    param_storages = set()
+
+    def pack(t):
+        try:
+            storage = t.untyped_storage()
+            key = storage._cdata
+            if key not in param_storages:
+                saved[key] = max(saved.get(key, 0), storage.nbytes())
+        except Exception:
+            pass
+        return t
+
+    recorder.fields[x] = rf_input(x.shape[-2], x.shape[-1]) if x.dim() >= 3 else None
+    if recorder.fields[x] is None:
+        del recorder.fields[x]
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with recorder:
+                out = call(x, param_storages)
+    finally:
+        for h in handles:
+            h.remove()
+        stack.clear()
+    out_t = _first_tensor(out)
+    out_rf = recorder.fields.get(out_t) if out_t is not None else None
+    free = seen_ops.pop("free", 0)
+    unknown_n = seen_ops.pop("unknown", 0)
+    coverage = {
+        "ops": free + unknown_n + sum(seen_ops.values()),
+        "counted": sum(seen_ops.values()),
+        "by_kind": {k: seen_ops.get(k, 0) for k in KINDS},
+        "free": free,
+        "unknown": dict(recorder.unknown),
+    }
+    saved_bytes = sum(saved.values()) if torch.is_grad_enabled() else None
+    return Trace(rows=rows, input_shape=list(x.shape), input_dtype=x.dtype, output_rf=out_rf,
+                 coverage=coverage, saved_bytes=saved_bytes)
+
+
+def aggregate(rows: list[Row]) -> None:
+    """Give every container the sums of its children (in place, children first)."""
+    for i in range(len(rows) - 1, -1, -1):
+        row = rows[i]
+        if not row.children:
+            continue
+        for c in row.children:
+            child = rows[c]
+            row.params += child.params
+            row.trainable_params += child.trainable_params
+            row.memory += child.memory
+            row.memory_bytes += child.memory_bytes
+            row.ops.update(child.ops)
+
+
+def per_image(count: int, batch: int) -> int | float:
+    q, r = divmod(count, batch)
+    return q if r == 0 else count / batch
+

@@ -1,0 +1,346 @@
+"""The dataset table: what each dataset is, where its files come from, how it loads.
+
+    >>> from cnnlab.data import load_dataset
+    >>> train = load_dataset("digits")            # bundled with scikit-learn, no download
+    >>> train.images.shape, train.labels.shape
+    (torch.Size([1438, 1, 8, 8]), torch.Size([1438]))
+
+Small datasets are parsed once into uint8 tensors and cached next to their raw files
+as ``.pt`` files (loaded with ``weights_only=True``). Raw files are checked against
+their published checksums before they are parsed.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cnnlab.data.core import DataError, DatasetInfo, InMemoryDataset, generator, resolve_data_dir
+from cnnlab.data.download import RemoteFile, download_file, missing_files_message, verify_file
+from cnnlab.data.formats import read_cifar_tar, read_idx
+from cnnlab.data.shapes import SHAPE_CLASSES, make_shapes
+
+__all__ = ["list_datasets", "dataset_info", "load_dataset", "dataset_files", "is_present", "download_dataset", "DIGITS_TEST_FRACTION"]
+
+SPLITS = ("train", "test")
+_CACHE_VERSION = 1
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+# ----------------------------------------------------------------------------------
+# Remote files. URLs: the publishers' locations first, then the mirrors that
+# torchvision and TFDS use. MD5s are the ones the publishers list (Krizhevsky's CIFAR
+# page, Zalando's Fashion-MNIST README) or torchvision's for MNIST; SHA-256s are the
+# ones TFDS/Keras publish for MNIST and the CIFAR-10 binary archive (cross-checked in
+# several independent projects). Where no SHA-256 could be confirmed only MD5 is given.
+
+_MNIST_URLS = ("https://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/")
+_FASHION_URLS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+
+
+def _idx_files(urls, table) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(name, tuple(u + name for u in urls), md5=md5, sha256=sha, size=size) for name, md5, sha, size in table)
+
+
+MNIST_FILES = _idx_files(_MNIST_URLS, [
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
+])
+# Fashion-MNIST: MD5s from the Zalando README; the SHA-256 of the training images is
+# published by several projects, the others could not be confirmed, so they are left out.
+FASHION_FILES = _idx_files(_FASHION_URLS, [
+    ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
+    ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", None, 29515),
+    ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", None, 4422102),
+    ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", None, 5148),
+])
+CIFAR10_FILES = (RemoteFile(
+    "cifar-10-binary.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+    md5="c32a1d4ab5d03f1284b67883e8d87530",
+    sha256="c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", size=170052171),)
+# CIFAR-100 binary: MD5 from Krizhevsky's page; no SHA-256 could be confirmed.
+CIFAR100_FILES = (RemoteFile(
+    "cifar-100-binary.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",),
+    md5="03b5dce01913d631647c71ecec9e9cb8", size=168513733),)
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR100_CLASSES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile
+cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
+leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter
+palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose
+sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table
+tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+DIGIT_CLASSES = [str(i) for i in range(10)]
+
+# digits: a stratified hold-out of this fraction of every class is the test split
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class _Spec:
+    info: DatasetInfo
+    files: tuple[RemoteFile, ...]
+    load: Callable[..., object]  # (spec, split, folder, download, **options)
+
+
+def _info(name, num_classes, channels, size, mean, std, classes, kind, description, files=(), num_train=None, num_test=None, source=""):
+    return DatasetInfo(
+        name=name, num_classes=num_classes, channels=channels, image_size=size, mean=mean, std=std,
+        classes=classes, kind=kind, downloads=bool(files), description=description, num_train=num_train,
+        num_test=num_test, download_bytes=sum(f.size or 0 for f in files) or None, source=source,
+    )
+
+
+# ----------------------------------------------------------------------------------
+# Caching of parsed tensors
+
+
+def _cache_load(path: Path):
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # a truncated or foreign cache file: rebuild it
+        return None
+    if not isinstance(obj, dict) or obj.get("version") != _CACHE_VERSION:
+        return None
+    return obj
+
+
+def _cache_save(path: Path, obj: dict) -> None:
+    """Write atomically; a read-only data folder just means no cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        torch.save({**obj, "version": _CACHE_VERSION}, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _no_options(name: str, options: dict) -> None:
+    if options:
+        raise DataError(f"{name} takes no options, got {sorted(options)}")
+
+
+# ----------------------------------------------------------------------------------
+# digits
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
+    return images, d.target.astype(np.int64)
+
+
+def digits_split(labels: torch.Tensor) -> torch.Tensor:
+    """Boolean test mask: in every class, a seeded random ``DIGITS_TEST_FRACTION``
+    (rounded) of the images goes to the test split."""
+    test = torch.zeros(len(labels), dtype=torch.bool)
+    g = generator("digits-split", DIGITS_SPLIT_SEED)
+    for c in range(10):
+        idx = torch.nonzero(labels == c).flatten()
+        perm = idx[torch.randperm(len(idx), generator=g)]
+        test[perm[: round(DIGITS_TEST_FRACTION * len(idx))]] = True
+    return test
+
+
+def _load_digits(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
+    _no_options("digits", options)
+    cache = folder / "digits.pt"
+    obj = _cache_load(cache)
+    if obj is None:
+        images, labels = _digits_arrays()
+        obj = {"images": torch.from_numpy(images)[:, None], "labels": torch.from_numpy(labels)}
+        _cache_save(cache, obj)
+    test = digits_split(obj["labels"])
+    keep = test if split == "test" else ~test
+    info = spec.info.with_(classes=list(DIGIT_CLASSES))
+    return InMemoryDataset(obj["images"][keep].contiguous(), obj["labels"][keep].contiguous(), list(DIGIT_CLASSES), info, split)
+
+
+# ----------------------------------------------------------------------------------
+# shapes
+
+
+def _load_shapes(spec: _Spec, split: str, folder: Path, download: bool, *, image_size=32, num_samples=None,
+                 num_classes=10, seed=0, **options) -> InMemoryDataset:
+    _no_options("shapes (besides image_size, num_samples, num_classes, seed)", options)
+    if num_samples is None:
+        num_samples = spec.info.num_train if split == "train" else spec.info.num_test
+    images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
+    size = images.shape[-1]
+    classes = list(SHAPE_CLASSES[:num_classes])
+    info = spec.info.with_(num_classes=num_classes, classes=classes, image_size=(size, size),
+                           kind="imagenet" if size >= 64 else "cifar")
+    return InMemoryDataset(images, labels, classes, info, split)
+
+
+# ----------------------------------------------------------------------------------
+# Downloaded datasets
+
+
+def _ensure(spec: _Spec, folder: Path, download: bool, needed: tuple[RemoteFile, ...]) -> None:
+    """Make sure the raw files are present and pass their checksums."""
+    name = spec.info.name
+    for f in needed:
+        path = folder / f.name
+        if path.exists():
+            problem = verify_file(path, f)
+            if problem:
+                raise DataError(f"{path} is corrupt or not the official file ({problem}); delete it and run `cnnlab download {name}`")
+            continue
+        if not download:
+            raise DataError(missing_files_message(name, folder, spec.files, "files are missing and download=False."))
+        try:
+            download_file(f, folder)
+        except DataError as exc:
+            raise DataError(f"{exc}\n" + missing_files_message(name, folder, spec.files, "cannot be loaded without these files.")) from exc
+
+
+def _load_idx(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
+    name = spec.info.name
+    _no_options(name, options)
+    cache = folder / f"{split}.pt"
+    obj = _cache_load(cache)
+    if obj is None:
+        prefix = "train" if split == "train" else "t10k"
+        img_f = next(f for f in spec.files if f.name.startswith(f"{prefix}-images"))
+        lab_f = next(f for f in spec.files if f.name.startswith(f"{prefix}-labels"))
+        _ensure(spec, folder, download, (img_f, lab_f))
+        images, labels = read_idx(folder / img_f.name), read_idx(folder / lab_f.name)
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{name}: {img_f.name} {images.shape} and {lab_f.name} {labels.shape} do not match")
+        obj = {"images": torch.from_numpy(images.astype(np.uint8))[:, None].contiguous(),
+               "labels": torch.from_numpy(labels.astype(np.int64))}
+        _cache_save(cache, obj)
+    classes = list(spec.info.classes)
+    return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info, split)
+
+
+def _load_cifar(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
+    name = spec.info.name
+    _no_options(name, options)
+    cache = folder / f"{split}.pt"
+    obj = _cache_load(cache)
+    if obj is None:
+        _ensure(spec, folder, download, spec.files)
+        images, labels, names = read_cifar_tar(folder / spec.files[0].name, name, split)
+        classes = names if names and len(names) == spec.info.num_classes else list(spec.info.classes)
+        if int(labels.max()) >= len(classes):
+            raise DataError(f"{name}: label {int(labels.max())} out of range for {len(classes)} classes")
+        obj = {"images": images, "labels": labels, "classes": classes}
+        _cache_save(cache, obj)
+    classes = list(obj["classes"])
+    return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info.with_(classes=classes), split)
+
+
+def _load_folder(spec: _Spec, split: str, folder: Path, download: bool, **options):
+    from cnnlab.data.folder import load_image_folder
+
+    return load_image_folder(spec.info, split, **options)
+
+
+# ----------------------------------------------------------------------------------
+# The table
+
+_SPECS: dict[str, _Spec] = {}
+
+
+def _add(info: DatasetInfo, files, load) -> None:
+    _SPECS[info.name] = _Spec(info, tuple(files), load)
+
+
+_add(_info("digits", 10, 1, (8, 8), (0.3053,), (0.3759,), DIGIT_CLASSES, "mnist",
+           "UCI handwritten digits bundled with scikit-learn (8x8, 0-16 scaled to 0-255); "
+           f"seeded stratified {100 - round(100 * DIGITS_TEST_FRACTION)}/{round(100 * DIGITS_TEST_FRACTION)} split",
+           num_train=1438, num_test=359, source="sklearn.datasets.load_digits"), (), _load_digits)
+_add(_info("mnist", 10, 1, (28, 28), (0.1307,), (0.3081,), DIGIT_CLASSES, "mnist",
+           "MNIST handwritten digits (LeCun et al., 1998)", MNIST_FILES, 60000, 10000, _MNIST_URLS[0]),
+     MNIST_FILES, _load_idx)
+_add(_info("fashion_mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, "mnist",
+           "Fashion-MNIST clothing images (Xiao et al., 2017)", FASHION_FILES, 60000, 10000, _FASHION_URLS[0]),
+     FASHION_FILES, _load_idx)
+_add(_info("cifar10", 10, 3, (32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR10_CLASSES, "cifar",
+           "CIFAR-10 tiny images, binary version (Krizhevsky, 2009)", CIFAR10_FILES, 50000, 10000,
+           CIFAR10_FILES[0].urls[0]), CIFAR10_FILES, _load_cifar)
+_add(_info("cifar100", 100, 3, (32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), CIFAR100_CLASSES, "cifar",
+           "CIFAR-100 tiny images, fine labels, binary version (Krizhevsky, 2009)", CIFAR100_FILES, 50000, 10000,
+           CIFAR100_FILES[0].urls[0]), CIFAR100_FILES, _load_cifar)
+_add(_info("imagefolder", None, 3, (224, 224), IMAGENET_MEAN, IMAGENET_STD, None, "imagenet",
+           "a folder of class subfolders (ImageNet layout or your photos), decoded by worker processes; "
+           "load_dataset('imagefolder', root=PATH)"), (), _load_folder)
+_add(_info("shapes", 10, 3, (32, 32), (0.500, 0.500, 0.500), (0.251, 0.252, 0.251), list(SHAPE_CLASSES), "cifar",
+           "seeded procedural shapes on clutter, any size (options image_size, num_samples, num_classes, seed)",
+           num_train=10000, num_test=2000, source="generated"), (), _load_shapes)
+
+
+def _spec(name: str) -> _Spec:
+    if not isinstance(name, str) or name not in _SPECS:
+        close = difflib.get_close_matches(str(name), list(_SPECS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"unknown dataset {name!r}{hint}. Known datasets: {', '.join(_SPECS)}")
+    return _SPECS[name]
+
+
+def list_datasets() -> list[str]:
+    """Names of the datasets ``load_dataset`` knows."""
+    return list(_SPECS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """What a dataset is (classes, channels, native size, mean/std, ...), without loading it."""
+    return _spec(name).info
+
+
+def dataset_files(name: str) -> tuple[RemoteFile, ...]:
+    """The files ``cnnlab download NAME`` fetches (empty for datasets that need none)."""
+    return _spec(name).files
+
+
+def is_present(name: str, data_dir=None) -> bool:
+    """Whether the dataset can be loaded without a download."""
+    spec = _spec(name)
+    if not spec.files:
+        return True
+    folder = resolve_data_dir(data_dir) / name
+    return all((folder / f.name).exists() for f in spec.files) or all(
+        (folder / f"{s}.pt").exists() for s in SPLITS)
+
+
+def download_dataset(name: str, data_dir=None) -> Path:
+    """Fetch (or check) every file of a dataset; returns its folder."""
+    spec = _spec(name)
+    folder = resolve_data_dir(data_dir) / name
+    if not spec.files:
+        raise DataError(f"{name} has nothing to download ({spec.info.source or spec.info.description})")
+    _ensure(spec, folder, True, spec.files)
+    return folder
+
+
+def load_dataset(name: str, split: str = "train", *, data_dir=None, download: bool = True, **options):
+    """Load one split of a dataset (see the table in :func:`list_datasets`).
+
+    ``data_dir``: where downloads and caches live (default ``$CNNLAB_DATA`` or
+    ``~/.cache/cnnlab``); each dataset uses its own subfolder. ``download=False``
+    never touches the network and says which files to place where if any are
+    missing. Options: ``imagefolder`` needs ``root=PATH``; ``shapes`` takes
+    ``image_size``, ``num_samples``, ``num_classes`` and ``seed``.
+    """
+    spec = _spec(name)
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = resolve_data_dir(data_dir) / name
+    return spec.load(spec, split, folder, download, **options)

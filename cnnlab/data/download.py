@@ -1,0 +1,175 @@
+"""Downloads that resume, check their checksums and never leave a half-written file.
+
+A file is fetched into ``NAME.part`` next to its destination. If a ``.part`` file is
+already there (an interrupted download), the request asks for the remaining bytes
+with an HTTP ``Range`` header and appends them when the server answers 206; a server
+that ignores ranges (200) restarts the file. When the bytes are complete their
+checksums (SHA-256 and/or MD5) are checked; only then is the file renamed into place
+with ``os.replace`` (atomic on one file system). A file that fails its checksum is
+deleted, and the next mirror (if any) is tried.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from cnnlab.data.core import DataError
+
+__all__ = ["RemoteFile", "download_file", "file_digest", "verify_file", "missing_files_message"]
+
+_CHUNK = 1 << 20
+USER_AGENT = "cnnlab-data/0.1 (+https://github.com/; python urllib)"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of a dataset: its name, where it can be fetched, and how to check it."""
+
+    name: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None  # bytes, when known
+
+    def __post_init__(self) -> None:
+        if not (self.md5 or self.sha256):
+            raise ValueError(f"{self.name}: a remote file needs at least one checksum")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: str | os.PathLike, spec: RemoteFile) -> str | None:
+    """None when ``path`` matches every checksum of ``spec``, else what is wrong."""
+    for algorithm, expected in (("sha256", spec.sha256), ("md5", spec.md5)):
+        if expected:
+            got = file_digest(path, algorithm)
+            if got.lower() != expected.lower():
+                return f"{algorithm} is {got}, expected {expected}"
+    return None
+
+
+def missing_files_message(dataset: str, folder: Path, files: Sequence[RemoteFile], reason: str = "") -> str:
+    lines = [f"{dataset}: {reason}" if reason else f"{dataset}: files are missing."]
+    lines.append(f"Place these files (unchanged, still compressed) in {folder}/ :")
+    for f in files:
+        lines.append(f"  {f.name}    from {f.urls[0]}" + (f"  (md5 {f.md5})" if f.md5 else ""))
+    lines.append(f"or run `cnnlab download {dataset}` with internet access (set --data-dir or $CNNLAB_DATA to choose the folder).")
+    return "\n".join(lines)
+
+
+def _fetch(url: str, part: Path, expected_size: int | None, progress: Callable[[int, int | None], None] | None, timeout: float) -> None:
+    """Append the missing bytes of ``url`` to ``part`` (creating it if needed)."""
+    have = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and have > expected_size:
+        part.unlink()
+        have = 0
+    if expected_size is not None and have == expected_size:
+        return
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # range not satisfiable: we may already have it all
+            return
+        raise
+    with response:
+        status = getattr(response, "status", 200)
+        mode = "ab" if (have and status == 206) else "wb"
+        if mode == "wb":
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else expected_size
+        with open(part, mode) as out:
+            done = have
+            while True:
+                block = response.read(_CHUNK)
+                if not block:
+                    break
+                out.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def _bar(name: str) -> Callable[[int, int | None], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    state = {"last": -1}
+
+    def show(done: int, total: int | None) -> None:
+        pct = int(100 * done / total) if total else -1
+        if pct != state["last"]:
+            state["last"] = pct
+            text = f"{pct:3d}%" if total else f"{done / 1e6:.1f} MB"
+            print(f"\r  {name}: {text}", end="" if pct < 100 else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def download_file(spec: RemoteFile, folder: str | os.PathLike, *, timeout: float = 60.0, progress: bool = True) -> Path:
+    """Make sure ``folder/spec.name`` exists with the right checksum; fetch it if not.
+
+    Tries each URL of ``spec`` in turn. Raises :class:`DataError` naming the file,
+    what went wrong at each URL, and where to place the file by hand.
+    """
+    folder = Path(folder)
+    dest = folder / spec.name
+    if dest.exists():
+        problem = verify_file(dest, spec)
+        if problem is None:
+            return dest
+        raise DataError(
+            f"{dest} exists but does not match its checksum ({problem}); delete it and download again"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the data folder {folder}: {exc}") from exc
+    part = folder / (spec.name + ".part")
+    failures = []
+    for url in spec.urls:
+        try:
+            _fetch(url, part, spec.size, _bar(spec.name) if progress else None, timeout)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            failures.append(f"{url}: {reason}")
+            continue
+        problem = verify_file(part, spec)
+        if problem is not None:
+            part.unlink(missing_ok=True)
+            failures.append(f"{url}: checksum mismatch, {problem} (the download was deleted)")
+            continue
+        os.replace(part, dest)
+        return dest
+    kept = f"\n  (the partial file {part} is kept; the next attempt resumes it)" if part.exists() else ""
+    raise DataError(f"could not download {spec.name} into {folder}/:\n  " + "\n  ".join(failures) + kept)
+
+
+def copy_into(src: str | os.PathLike, spec: RemoteFile, folder: str | os.PathLike) -> Path:
+    """Install a file obtained by hand: check it, then copy it atomically into place."""
+    problem = verify_file(src, spec)
+    if problem is not None:
+        raise DataError(f"{src} is not {spec.name}: {problem}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (spec.name + ".part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, folder / spec.name)
+    return folder / spec.name
