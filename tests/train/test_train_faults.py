@@ -9,12 +9,12 @@ import cnnlab.train.checkpoint as ckpt_mod
 from cnnlab.cli import main
 from cnnlab.train import CheckpointError, TrainingDiverged, fit, load_checkpoint, save_checkpoint
 from cnnlab.train.recipes import UnknownRecipeError
-from train_testkit import SHAPES, FlatNet, NaNAfter, TinyNet
+from train_testkit import DATASET, SMALL, FlatNet, NaNAfter, TinyNet
 
 
 def _fit(model, tmp_path, **kw):
-    kw = {"recipe": "fast", "epochs": 2, "batch_size": 32, "progress": "none", **SHAPES, **kw}
-    return fit(model, kw.pop("dataset", "shapes"), out=str(tmp_path / "run"), **kw)
+    kw = {"recipe": "fast", "epochs": 2, "batch_size": 32, "progress": "none", **SMALL, **kw}
+    return fit(model, kw.pop("dataset", DATASET), out=str(tmp_path / "run"), **kw)
 
 
 def test_unknown_dataset_and_recipe(tmp_path, capsys):
@@ -71,18 +71,18 @@ def test_resume_without_a_checkpoint_and_overwriting_a_run(tmp_path):
 
 
 def test_a_model_that_cannot_take_the_images(tmp_path):
-    with pytest.raises(ValueError, match=r"model flatnet cannot take shapes's images as 3x16x16 inputs"):
+    with pytest.raises(ValueError, match=r"model flatnet cannot take digits's images as 1x8x8 inputs"):
         _fit(FlatNet(), tmp_path)
     small = TinyNet()
     small.min_input_size = 32
-    with pytest.raises(ValueError, match="needs inputs of at least 32x32 pixels; 16x16 is too small"):
+    with pytest.raises(ValueError, match="needs inputs of at least 32x32 pixels; 8x8 is too small"):
         _fit(small, tmp_path)
-    with pytest.raises(ValueError, match=r"returns \(2, 4\).*\(N, 7\)"):
-        _fit(TinyNet(num_classes=4), tmp_path, data_options={**SHAPES["data_options"], "num_classes": 7})
+    with pytest.raises(ValueError, match=r"returns \(2, 4\).*\(N, 10\)"):
+        _fit(TinyNet(num_classes=4), tmp_path)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    steps_per_epoch = 128 // 32
+    steps_per_epoch = 256 // 32
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2.*last good checkpoint is .*last.pt \(epoch 1\)"):
         _fit(NaNAfter(after=steps_per_epoch + 1), tmp_path, epochs=3)
     run = tmp_path / "run"

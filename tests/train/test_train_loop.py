@@ -3,29 +3,28 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cnnlab.models.base import AuxOutput
 from cnnlab.train import fit, load_checkpoint
 from cnnlab.train.loop import loss_fn, make_optimizer
 from cnnlab.train.recipes import get_recipe
-from train_testkit import SHAPES, AuxNet, TinyNet
+from train_testkit import DATASET, SMALL, AuxNet, TinyNet
 
 
 def _fit(model, tmp_path, name="run", **kw):
-    kw = {"recipe": "fast", "epochs": 2, "batch_size": 32, "progress": "none", **SHAPES, **kw}
-    return fit(model, "shapes", out=str(tmp_path / name), **kw)
+    kw = {"recipe": "fast", "epochs": 2, "batch_size": 32, "progress": "none", **SMALL, **kw}
+    return fit(model, DATASET, out=str(tmp_path / name), **kw)
 
 
 def test_run_directory_records_everything(tmp_path):
     torch.manual_seed(0)
-    results = _fit(TinyNet(), tmp_path, epochs=3)
+    results = _fit(TinyNet(), tmp_path, epochs=3, test_samples=None)  # the whole test set
     run = tmp_path / "run"
     assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "results.json"} <= {p.name for p in run.iterdir()}
     assert not [p for p in run.iterdir() if ".tmp" in p.name]
 
     config = json.loads((run / "config.json").read_text())
-    assert config["config"]["dataset"] == "shapes" and config["config"]["overrides"]["epochs"] == 3
+    assert config["config"]["dataset"] == DATASET and config["config"]["overrides"]["epochs"] == 3
     assert config["recipe"]["name"] == "fast" and config["recipe"]["citation"]
     assert config["versions"]["torch"] == torch.__version__ and "git_commit" in config
 
@@ -49,8 +48,8 @@ def test_run_directory_records_everything(tmp_path):
     model = TinyNet()
     model.load_state_dict(state["model"])
     model.eval()
-    test_set = cdata.load_dataset("shapes", "test", **SHAPES["data_options"])
-    loader = cdata.make_loader(test_set, batch_size=1000, train=False, input_size=(3, 16, 16))
+    test_set = cdata.load_dataset(DATASET, "test")
+    loader = cdata.make_loader(test_set, batch_size=1000, train=False, input_size=(1, 8, 8))
     correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in loader)
     assert correct / len(test_set) == pytest.approx(saved["test"]["top1"])
 

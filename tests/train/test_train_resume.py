@@ -12,21 +12,21 @@ import pytest
 import torch
 
 from cnnlab.train import fit, load_checkpoint
-from train_testkit import SHAPES, TinyNet
+from train_testkit import DATASET, SMALL, TinyNet
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
-# One training run in a fresh process: TinyNet (with dropout and BatchNorm) on 16x16 shapes.
+# One training run in a fresh process: TinyNet (with dropout and BatchNorm) on 8x8 digits.
 CHILD = f"""
 import sys, torch
 sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]
 torch.set_num_threads(1)
 torch.manual_seed(0)
 from cnnlab.train import fit
-from train_testkit import SHAPES, TinyNet
-fit(TinyNet(), "shapes", recipe="fast", epochs=4, batch_size=16, out=sys.argv[1], resume=sys.argv[2] == "1",
-    progress="none", **SHAPES)
+from train_testkit import DATASET, SMALL, TinyNet
+fit(TinyNet(), DATASET, recipe="fast", epochs=4, batch_size=16, out=sys.argv[1], resume=sys.argv[2] == "1",
+    progress="none", **SMALL)
 """
 
 
@@ -73,8 +73,8 @@ def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
 
 
 def _fit(tmp_path, **kw):
-    kw = {"recipe": "fast", "epochs": 2, "batch_size": 32, "progress": "none", **SHAPES, **kw}
-    return fit(TinyNet(), "shapes", out=str(tmp_path / "run"), **kw)
+    kw = {"recipe": "fast", "epochs": 2, "batch_size": 32, "progress": "none", **SMALL, **kw}
+    return fit(TinyNet(), DATASET, out=str(tmp_path / "run"), **kw)
 
 
 def test_resume_keeps_the_runs_settings_and_may_extend_it(tmp_path):

@@ -4,12 +4,12 @@ import json
 import pytest
 
 from cnnlab.train import fit
-from train_testkit import SHAPES, TinyNet
+from train_testkit import DATASET, SMALL, TinyNet
 
 
 def _fit(tmp_path, trackers):
-    return fit(TinyNet(), "shapes", recipe="fast", epochs=2, batch_size=32, progress="none",
-               out=str(tmp_path / "run"), trackers=trackers, **SHAPES)
+    return fit(TinyNet(), DATASET, recipe="fast", epochs=2, batch_size=32, progress="none",
+               out=str(tmp_path / "run"), trackers=trackers, **SMALL)
 
 
 def _epochs(run):

@@ -9,14 +9,15 @@ from torch import nn
 
 from cnnlab.models.base import AuxOutput
 
-# A small in-memory dataset for fast runs: 128 + 64 procedurally drawn 16x16 shapes.
-SHAPES = {"data_options": {"num_samples": 128, "image_size": 16, "num_classes": 4}}
+# Small, fast runs: 256 training and 128 test images of scikit-learn's 8x8 digits.
+DATASET = "digits"
+SMALL = {"train_samples": 256, "test_samples": 128}
 
 
 class TinyNet(nn.Module):
-    """conv-bn-relu-dropout -> global pool -> linear, for 3x16x16 inputs."""
+    """conv-bn-relu-dropout -> global pool -> linear, for 1x8x8 inputs."""
 
-    def __init__(self, num_classes: int = 4, in_chans: int = 3, size: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, size: int = 8) -> None:
         super().__init__()
         self.in_chans, self.input_size, self.num_classes = in_chans, (in_chans, size, size), num_classes
         self.features = nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
@@ -61,12 +62,12 @@ class NaNAfter(TinyNet):
 class FlatNet(nn.Module):
     """A multilayer perceptron for 1x28x28 inputs only (784 features), whatever it is fed."""
 
-    in_chans = 3
-    input_size = (3, 16, 16)  # 768 values per image: its first layer cannot take them
+    in_chans = 1
+    input_size = (1, 8, 8)  # 64 values per image: its first layer cannot take them
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 4))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
 
     def forward(self, x):
         return self.net(x)
