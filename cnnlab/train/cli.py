@@ -79,6 +79,7 @@ def _add_train(sub) -> None:
                    help="where metrics go besides metrics.jsonl (repeatable)")
     p.add_argument("--progress", choices=PROGRESS, default="auto",
                    help="auto: a bar on a terminal, one line per epoch otherwise")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     d = p.add_argument_group("data")
     d.add_argument("--data-dir", help="where datasets are stored (default: $CNNLAB_DATA or a user cache folder)")
     d.add_argument("--data-root", help="imagefolder: the folder of class subfolders")
@@ -104,7 +105,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model=args.model, dataset=args.dataset, recipe=args.recipe, overrides=overrides, out=args.out,
         resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
         channels_last=args.channels_last, compile=args.compile, trackers=tuple(args.tracker),
-        progress=args.progress, data_dir=args.data_dir, data_root=args.data_root,
+        progress=args.progress, threads=args.threads, data_dir=args.data_dir, data_root=args.data_root,
         data_options=dict(args.data_option), download=not args.no_download, image_size=args.image_size,
         train_samples=args.train_samples, test_samples=args.test_samples, num_workers=args.num_workers,
     )

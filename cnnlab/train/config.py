@@ -34,6 +34,7 @@ class TrainConfig:
     compile_backend: str = "inductor"
     trackers: tuple[str, ...] = ()  # besides jsonl: "tensorboard", "wandb"
     progress: str = "auto"  # bar on a terminal, one line per epoch otherwise
+    threads: int | None = None  # CPU threads for PyTorch (None: PyTorch's default)
     # data
     data_dir: str | None = None
     data_root: str | None = None  # imagefolder: the folder of class subfolders
@@ -56,7 +57,7 @@ class TrainConfig:
         bad = [t for t in self.trackers if t not in TRACKERS]
         if bad:
             raise ValueError(f"unknown tracker(s) {', '.join(bad)}; choose from {', '.join(TRACKERS)}")
-        for name in ("image_size", "train_samples", "test_samples"):
+        for name in ("image_size", "train_samples", "test_samples", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -262,7 +262,8 @@ def _resume_config(cfg: TrainConfig, stored: dict[str, Any]) -> TrainConfig:
         if getattr(current.replace(**{key: value}), key) != getattr(current, key):
             raise ValueError(f"--resume: {key} differs from the run being resumed "
                              f"({value!r} vs {getattr(current, key)!r}); a resumed run keeps its settings")
-    runtime = {k: getattr(cfg, k) for k in ("out", "resume", "device", "progress", "trackers", "num_workers", "data_dir", "download")}
+    runtime = {k: getattr(cfg, k) for k in ("out", "resume", "device", "progress", "trackers", "num_workers",
+                                            "data_dir", "download", "threads")}
     return dataclasses.replace(old, overrides=overrides, **runtime)
 
 
@@ -308,6 +309,8 @@ def train(cfg: TrainConfig, module: nn.Module | None = None) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     cfg.validate()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     device_type = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     dist_info = distributed.setup(device_type)
     try:
