@@ -11,6 +11,7 @@ the sum of its children's rows.
 """
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ class Trace:
     output_rf: RF | None
     coverage: dict[str, Any]
     saved_bytes: int | None  # autograd's saved tensors (activations kept for backward)
+    peak_bytes: int  # the most bytes the pass's own tensors held at one time (the input excluded)
 
 
 class _Recorder(TorchDispatchMode):
@@ -69,6 +71,21 @@ class _Recorder(TorchDispatchMode):
         self.unknown: Counter = Counter()
         self.fn_names: Counter = Counter()
         self.cache: dict = {}
+        self.live = 0
+        self.peak = 0
+
+    def _free(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def _track(self, out: Any) -> None:
+        """Count a fresh output's storage as live until the last tensor on it is gone."""
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.device.type == "meta":
+                storage = t.untyped_storage()
+                nbytes = storage.nbytes()
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(storage, self._free, nbytes)
 
     def _row_for_op(self, name: str) -> Row:
         top = self.rows[self.stack[-1]] if self.stack else None
@@ -120,6 +137,8 @@ class _Recorder(TorchDispatchMode):
         inputs = [(t, self.fields[t]) for t in flat_args if isinstance(t, torch.Tensor) and t in self.fields]
         kind, count = op_cost(func, args, out)
         aliasing = is_view_or_inplace(func)
+        if not aliasing:
+            self._track(out)
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         self.seen[kind] += 1
         if kind == "unknown":
@@ -287,7 +306,7 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
     }
     saved_bytes = sum(saved.values()) if torch.is_grad_enabled() else None
     return Trace(rows=rows, input_shape=list(x.shape), input_dtype=x.dtype, output_rf=out_rf,
-                 coverage=coverage, saved_bytes=saved_bytes)
+                 coverage=coverage, saved_bytes=saved_bytes, peak_bytes=recorder.peak)
 
 
 def aggregate(rows: list[Row]) -> None:

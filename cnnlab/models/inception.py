@@ -427,6 +427,11 @@ MIN_INPUT_SIZE = 75
 # Models
 # ----------------------------------------------------------------------------------
 
+def _new_linear(old: nn.Linear, num_classes: int) -> nn.Linear:
+    """A fresh classifier with ``old``'s input width, device and dtype."""
+    return nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+
+
 class _InceptionNet(CnnModel):
     """What the three networks share: input checks and the head (global average pool
     -> dropout -> linear classifier, the latter under the reference layout's name)."""
@@ -474,9 +479,7 @@ class _InceptionNet(CnnModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        old = self.get_classifier()
-        self.add_module(self.classifier_name, nn.Linear(self.num_features, num_classes,
-                                                        device=old.weight.device))
+        self.add_module(self.classifier_name, _new_linear(self.get_classifier(), num_classes))
 
 
 class InceptionV3(_InceptionNet):
@@ -564,8 +567,7 @@ class InceptionV3(_InceptionNet):
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
         if self.AuxLogits is not None:
-            fc = self.AuxLogits.fc
-            self.AuxLogits.fc = nn.Linear(fc.in_features, num_classes, device=fc.weight.device)
+            self.AuxLogits.fc = _new_linear(self.AuxLogits.fc, num_classes)
 
 
 class InceptionV4(_InceptionNet):

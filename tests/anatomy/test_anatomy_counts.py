@@ -372,6 +372,19 @@ def _peak_rss_kb() -> int:
     return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
 
 
+def test_live_peak_follows_tensor_lifetimes():
+    # conv -> relu (not in place) -> conv: at most two 8-channel maps are alive at once
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True))
+    a = cnnlab.analyze(model, (3, 16, 16), batch_size=2)
+    one_map = 2 * 8 * 16 * 16 * 4
+    assert a.totals["forward_peak_bytes_batch"] == 2 * one_map
+    assert a.totals["forward_bytes_batch"] == 3 * one_map + 2 * 3 * 16 * 16 * 4  # every output kept + the input
+    # autograd keeps conv1's input, the ReLU's output (conv2's input) and the in-place ReLU's output;
+    # conv1's output is not needed by backward (ReLU's backward uses its result) and is freed
+    assert a.totals["training"]["saved_activations_bytes"] == 2 * one_map + 2 * 3 * 16 * 16 * 4
+    assert a.totals["training"]["forward_peak_bytes"] == 2 * one_map
+
+
 def test_no_activation_is_allocated():
     model = vgg16_stack()  # real weights: 553 MB that must be neither copied nor used
     with open("/proc/self/clear_refs", "w") as f:
@@ -392,6 +405,7 @@ def test_measured_peak_matches_a_known_pass():
     out_bytes = 4 * 16 * 32 * 32 * 4
     m = a.totals["measured"]
     assert out_bytes <= m["forward_peak_bytes"] <= 2 * out_bytes
+    assert a.totals["forward_peak_bytes_batch"] == out_bytes  # the meta trace's live-tensor peak
     assert m["train_step_peak_bytes"] >= out_bytes
     assert "Measured peak" in a.table()
 
