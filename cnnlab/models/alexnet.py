@@ -29,6 +29,9 @@ Departures shared by the paper models, said honestly:
   55 and 26 into 13, the sizes of the paper's Figure 3.
 * ZFNet's "contrast normalization across feature maps" is not specified further in
   the paper; it is written here as AlexNet's LRN with AlexNet's constants.
+* The paper models start from their papers' initialization (``init_gaussian``: weights
+  N(0, 0.01); AlexNet's biases 1 in conv2/4/5 and fc6/7); ``alexnet`` keeps PyTorch's
+  default initialization, as torchvision does.
 * The paper's dropout sits in front of fc6 and fc7 (torchvision's order), the same
   thing as "dropout on the outputs of the first two fully connected layers".
 """
@@ -125,6 +128,15 @@ class AlexNet(CnnModel):
         self.avgpool = nn.AdaptiveAvgPool2d(6)
         self.classifier = MlpHead(chans * 6 * 6, fc_width, num_classes, dropout, dropout_first=True)
 
+    def init_gaussian(self, std: float = 0.01, bias_one: tuple[int, ...] = ()) -> None:
+        """The papers' initialization: weights from N(0, std); the biases of the weight
+        layers numbered in ``bias_one`` (1 = conv1 ... 8 = fc8) set to 1, the others to 0."""
+        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            for number, layer in enumerate(layers, start=1):
+                nn.init.normal_(layer.weight, 0.0, std)
+                nn.init.constant_(layer.bias, 1.0 if number in bias_one else 0.0)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # alexnet_original at 227: N x 256 x 6 x 6
 
@@ -173,7 +185,11 @@ def alexnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
 )
 def alexnet_original(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
     """AlexNet as published: 227 input, LRN, conv2/4/5 split in two groups (two GPUs)."""
-    return AlexNet("paper", num_classes=num_classes, in_chans=in_chans)
+    model = AlexNet("paper", num_classes=num_classes, in_chans=in_chans)
+    # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
+    # FCs ("to accelerate the early stages of learning"), 0 elsewhere.
+    model.init_gaussian(0.01, bias_one=(2, 4, 5, 6, 7))
+    return model
 
 
 @register_model(
@@ -189,7 +205,9 @@ def alexnet_original(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
 )
 def zfnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
     """ZFNet (Figure 3): conv1 7x7/2, conv2 5x5/2, contrast normalization after pools 1 and 2."""
-    return AlexNet("zfnet", num_classes=num_classes, in_chans=in_chans, ceil_pool=True)
+    model = AlexNet("zfnet", num_classes=num_classes, in_chans=in_chans, ceil_pool=True)
+    model.init_gaussian(0.01)  # section 3: "weights initialized to 1e-2 and biases set to 0"
+    return model
 
 
 @register_model(
@@ -206,4 +224,6 @@ def zfnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
 )
 def zfnet_wide(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
     """ZFNet with 512, 1024, 512 filters in conv3, conv4, conv5 (the lecture's variant)."""
-    return AlexNet("zfnet_wide", num_classes=num_classes, in_chans=in_chans, ceil_pool=True)
+    model = AlexNet("zfnet_wide", num_classes=num_classes, in_chans=in_chans, ceil_pool=True)
+    model.init_gaussian(0.01)  # section 3: "weights initialized to 1e-2 and biases set to 0"
+    return model

@@ -9,7 +9,9 @@ The filter count F is doubled at each reduction; "N @ P" names a model by N and 
 width P = 24 F of the penultimate layer (the last normal cell concatenates 6 states
 of 4 F channels).
 
-Variants (the paper's Tables 1-3; drop-path and dropout as in the reference code):
+Variants (the paper's Tables 1-3; drop-path, dropout, batch-norm epsilon and the h1
+wiring after a reduction as in the reference code, tensorflow/models
+research/slim/nets/nasnet, whose configs are tabulated in ``VARIANTS``):
 
 | name            | stem                        | N | P    | F   | input | padding   |
 | --------------- | --------------------------- | - | ---- | --- | ----- | --------- |
@@ -200,6 +202,8 @@ class NASNet(CnnModel):
             in_chs, lvl0 = feats[i0]
             prev_chs = None if i1 is None else feats[i1][0]
             prev_reduced = i1 is not None and feats[i1][1] < lvl0
+            if i1 is not None and feats[i1][1] < lvl0 - 1:
+                raise ValueError(f"{name}: h1 is more than one reduction behind h0; the cell cannot match it")
             base = drop_path_rate * (k + 1) / len(cells)
             cell = Cell(genotype, in_chs, prev_chs, width, prev_reduced, pad_type, drop_prob=base)
             self.add_module(name, cell)
@@ -283,8 +287,9 @@ class NASNet(CnnModel):
 def timm_to_cnnlab_state_dict(state_dict: dict) -> dict:
     """Map a timm ``nasnetalarge`` state_dict onto cnnlab's ``nasnetalarge``.
 
-    cnnlab builds NASNet-A with timm's module names, so the mapping is the identity
-    on keys; it only drops what cnnlab has no counterpart for and says so.
+    cnnlab builds NASNet-A with timm's module names, so keys and shapes already agree
+    one-to-one and the mapping is the identity; it exists so that loading code does not
+    need to know that, and it rejects keys that cannot come from timm's NASNet.
     """
     out = dict(state_dict)
     unknown = [k for k in out if k.split(".")[0] not in _TIMM_TOP_LEVEL and not k.startswith(("cell_", "reduction_cell_"))]

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+import cnnlab
 from cnnlab.layers.lrn import LocalResponseNorm
 from reference import build_on_meta, conv_linear_macs
 
@@ -114,3 +115,20 @@ def test_paper_models_normalize_before_or_after_pooling_as_published():
 def test_multiply_accumulates_match_the_published_estimates(name, size, gmacs):
     # PAPERS.md: AlexNet ~0.72 GMACs, ZFNet ~1.17 GMACs (rounded to two decimals).
     assert round(conv_linear_macs(build_on_meta(name), size) / 1e9, 2) == gmacs
+
+
+def test_alexnet_original_initialization_follows_section_5():
+    torch.manual_seed(0)
+    model = cnnlab.create_model("alexnet_original")
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [int(layer.bias.mean().item()) for layer in layers] == [0, 1, 0, 1, 1, 1, 1, 0]
+    assert all(torch.unique(layer.bias).numel() == 1 for layer in layers)
+    fc6 = layers[5].weight
+    assert abs(fc6.std().item() - 0.01) < 1e-4 and abs(fc6.mean().item()) < 1e-4
+
+
+def test_unknown_config_is_rejected():
+    from cnnlab.models.alexnet import AlexNet
+
+    with pytest.raises(ValueError, match="unknown AlexNet config"):
+        AlexNet("alexnet_v2")

@@ -73,3 +73,10 @@ def test_configurations_follow_table_1(depth, bn):
 
 def test_smaller_inputs_work_through_the_adaptive_pool():
     assert _layer_outputs(build_on_meta("vgg11"), 32)[-4:] == [(512, 1, 1), (4096,), (4096,), (1000,)]
+
+
+def test_unknown_depth_is_rejected():
+    from cnnlab.models.vgg import VGG
+
+    with pytest.raises(ValueError, match="depth must be one of"):
+        VGG(depth=15)

@@ -9,7 +9,7 @@ from reference import build_on_meta, load_manifest
 
 
 def _tiny(**kw):
-    args = dict(filters=8, cells_per_stage=2, stem="cifar", stem_chs=12, num_classes=5, pad_type="symmetric")
+    args = dict(filters=8, cells_per_stage=1, stem="cifar", stem_chs=12, num_classes=5, pad_type="symmetric")
     args.update(kw)
     return NASNet(**args)
 
@@ -28,28 +28,31 @@ def test_drop_path_linear_in_depth_and_scheduled():
 
 def test_drop_path_on_in_train_off_in_eval():
     torch.manual_seed(0)
-    dropping = _tiny(drop_path_rate=0.9 * 0.99)
-    plain = _tiny(drop_path_rate=0.0)
-    plain.load_state_dict(dropping.state_dict())
-    x = torch.randn(4, 3, 8, 8)
-    dropping.eval(), plain.eval()
+    model = _tiny(drop_path_rate=0.5)
+    cell = model.cell_2  # the last cell: drop probability 0.5
+    x = torch.randn(4, cell.conv_1x1.conv.in_channels, 2, 2)
+    xp = torch.randn(4, cell.path_1.conv.in_channels, 4, 4)  # h1 from before the reduction
     with torch.no_grad():
-        torch.testing.assert_close(dropping(x), plain(x))  # eval: no drop path at all
-        dropping.train(), plain.train()
+        cell.eval()
+        y_eval = cell(x, xp)
+        cell.drop_prob = 0.0
+        torch.testing.assert_close(cell(x, xp), y_eval)  # eval: drop path does nothing
+        cell.train()
+        ref = cell(x, xp)
+        cell.drop_prob = 0.5
         torch.manual_seed(1)
-        a = dropping(x)
+        a = cell(x, xp)
         torch.manual_seed(2)
-        b = dropping(x)
-        ref = plain(x)
+        b = cell(x, xp)
         assert not torch.allclose(a, b) and not torch.allclose(a, ref)  # random per call in train
-        dropping.set_drop_path_progress(0.0)  # schedule start: nothing dropped yet
-        torch.testing.assert_close(dropping(x), ref)
+        model.set_drop_path_progress(0.0)  # schedule start: nothing dropped yet
+        torch.testing.assert_close(cell(x, xp), ref)
 
 
 def test_drop_path_is_per_sample():
     torch.manual_seed(0)
-    model = _tiny(drop_path_rate=0.9)
-    cell = model.cell_5.train()
+    model = _tiny(drop_path_rate=0.5)
+    cell = model.cell_2.train()
     assert 0 < cell.drop_prob < 1
     # Block 4's left op (sep3): some samples dropped whole, the rest kept and scaled by 1/keep.
     seen = []
@@ -81,7 +84,7 @@ def test_aux_head_train_only_at_min_input(name):
 def test_aux_head_values_on_cpu():
     torch.manual_seed(0)
     model = _tiny(aux_head=True, aux_grid=2).train()
-    out = model(torch.randn(2, 3, 12, 12))
+    out = model(torch.randn(2, 3, 8, 8))
     assert torch.isfinite(out.aux[0]).all() and out.aux[0].shape == (2, 5)
     assert not torch.allclose(out.aux[0], out.logits)
 

@@ -1,0 +1,232 @@
+"""``cnnlab train``, ``cnnlab recipes``, ``cnnlab eval`` and ``cnnlab predict``.
+
+Every recipe field is also a flag of ``cnnlab train`` (``--weight-decay``,
+``--milestones 0.5,0.75``, ``--no-flip``, ...); only the flags given override the recipe.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from cnnlab.train.config import DEVICES, PRECISIONS, PROGRESS
+from cnnlab.train.recipes import OPTIMIZERS, SCHEDULES, WARMUPS, Recipe
+from cnnlab.train.trackers import TRACKERS
+
+__all__ = ["register"]
+
+# Flags written by hand in _add_train (with short help); the rest are generated from Recipe.
+_HAND_WRITTEN = {"epochs", "batch_size", "lr"}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "warmup": WARMUPS, "padding_mode": ("constant", "reflect")}
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("recipe fields (override the recipe; see `cnnlab recipes NAME`)")
+    base = Recipe()
+    for f in dataclasses.fields(Recipe):
+        if f.name in _HAND_WRITTEN:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(base, f.name)
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if isinstance(default, tuple):
+            kw.update(type=str, metavar="A,B,...")
+        elif f.name in _CHOICES:
+            kw.update(choices=_CHOICES[f.name])
+        elif default is None or isinstance(default, float):
+            kw.update(type=float)
+        elif isinstance(default, int):
+            kw.update(type=int)
+        group.add_argument(flag, **kw)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a model with its paper's recipe",
+        description="Train a registered model. Defaults come from the model: `cnnlab train lenet5` trains "
+                    "LeNet-5 on the bundled digits with the LeNet-5 recipe. Under torchrun it trains with DDP.")
+    p.add_argument("model", help="registered model name (`cnnlab models`)")
+    p.add_argument("--dataset", help="dataset (default: digits for MNIST-sized models, cifar10 for CIFAR models, "
+                                     "imagefolder for ImageNet models)")
+    p.add_argument("--recipe", help="training recipe (`cnnlab recipes`); default: the model's paper")
+    p.add_argument("--epochs", type=int, default=argparse.SUPPRESS)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=argparse.SUPPRESS,
+                   help="per-process batch size")
+    p.add_argument("--lr", type=float, default=argparse.SUPPRESS, help="base learning rate")
+    p.add_argument("--out", help="run directory (default: runs/MODEL-DATASET-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the latest run) from last.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--tracker", action="append", choices=TRACKERS, default=[],
+                   help="where metrics go besides metrics.jsonl (repeatable)")
+    p.add_argument("--progress", choices=PROGRESS, default="auto",
+                   help="auto: a bar on a terminal, one line per epoch otherwise")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data-dir", help="where datasets are stored (default: $CNNLAB_DATA or a user cache folder)")
+    d.add_argument("--data-root", help="imagefolder: the folder of class subfolders")
+    d.add_argument("--data-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="extra dataset option, e.g. num_samples=2000 for shapes (repeatable)")
+    d.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+    d.add_argument("--image-size", type=int, help="train at this height = width instead of the model's input size")
+    d.add_argument("--train-samples", type=int, help="use a seeded random subset of this many training images")
+    d.add_argument("--test-samples", type=int, help="use a seeded random subset of this many test images")
+    d.add_argument("--num-workers", type=int, help="decoding processes for image folders")
+    p.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
+    _add_recipe_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.loop import train
+
+    recipe_names = {f.name for f in dataclasses.fields(Recipe)}
+    overrides = {k: v for k, v in vars(args).items() if k in recipe_names}
+    cfg = TrainConfig(
+        model=args.model, dataset=args.dataset, recipe=args.recipe, overrides=overrides, out=args.out,
+        resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
+        channels_last=args.channels_last, compile=args.compile, trackers=tuple(args.tracker),
+        progress=args.progress, threads=args.threads, data_dir=args.data_dir, data_root=args.data_root,
+        data_options=dict(args.data_option), download=not args.no_download, image_size=args.image_size,
+        train_samples=args.train_samples, test_samples=args.test_samples, num_workers=args.num_workers,
+    )
+    results = train(cfg)
+    if not _is_main_process():
+        return 0
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    t = results["test"]
+    where = "" if results["world_size"] == 1 else f" on {results['world_size']} processes"
+    print(f"{results['model']} on {results['dataset']}: test accuracy {100 * t['top1']:.2f}% "
+          f"(top-5 {100 * t['top5']:.2f}%, loss {t['loss']:.4f}) after {results['epochs']} epochs{where}, "
+          f"{results['wall_seconds']:.1f} s, {results['images_per_second'] or 0:.0f} train images/s -> {results['out']}")
+    return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _add_recipes(sub) -> None:
+    p = sub.add_parser("recipes", help="list the training recipes from the papers",
+                       description="The training recipes, each with its paper. Give a NAME for all its fields.")
+    p.add_argument("name", nargs="?", help="show this recipe in full")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=_cmd_recipes)
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from cnnlab.train.recipes import get_recipe, list_recipes
+
+    names = [args.name] if args.name else list_recipes()
+    recipes = [get_recipe(n) for n in names]
+    if args.json:
+        payload = [r.describe() for r in recipes]
+        json.dump(payload[0] if args.name else payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if args.name:
+        r = recipes[0]
+        print(f"{r.name}: {r.citation}\n")
+        for key, value in r.to_dict().items():
+            print(f"  {key:<20} {value}")
+        print(f"\n{r.notes}")
+        return 0
+    rows = [("name", "epochs", "batch", "optimizer", "lr", "schedule", "paper")]
+    for r in recipes:
+        opt = r.optimizer + ("+nesterov" if r.nesterov and r.optimizer == "sgd" else "")
+        rows.append((r.name, str(r.epochs), str(r.batch_size), opt, f"{r.lr:g}", r.schedule,
+                     r.citation.split(")")[0] + ")" if r.citation else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for k, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        if k == 0:
+            print("  ".join("-" * w for w in widths) + "  -----")
+    print(f"\n{len(recipes)} recipe(s); `cnnlab recipes NAME` shows one in full")
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
+    p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt)")
+    p.add_argument("--dataset", help="default: the dataset it was trained on")
+    p.add_argument("--data-dir")
+    p.add_argument("--data-root", help="imagefolder: the folder of class subfolders")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--test-samples", type=int, help="only the first N test images")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.train.inference import evaluate_checkpoint
+
+    r = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device, batch_size=args.batch_size,
+                            precision=args.precision, data_dir=args.data_dir, data_root=args.data_root,
+                            test_samples=args.test_samples)
+    if args.json:
+        json.dump(r, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{r['model']} (epoch {r['epoch']}) on {r['dataset']}: top-1 {100 * r['top1']:.2f}%  "
+              f"top-5 {100 * r['top5']:.2f}%  loss {r['loss']:.4f}  ({r['samples']} images)")
+    return 0
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify image files with a checkpoint")
+    p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from cnnlab.train.inference import predict
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {100 * t['probability']:6.2f}%  {t['class']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    _add_train(subparsers)
+    _add_recipes(subparsers)
+    _add_eval(subparsers)
+    _add_predict(subparsers)

@@ -1,0 +1,109 @@
+"""Using a trained checkpoint: rebuild its model, evaluate it on a dataset, classify images."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from cnnlab.train.checkpoint import CheckpointError, load_checkpoint
+from cnnlab.train.loop import evaluate, resolve_device
+
+__all__ = ["model_from_checkpoint", "evaluate_checkpoint", "predict"]
+
+
+def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
+    """The registered model a checkpoint was trained as, with its weights, in eval mode."""
+    from cnnlab.registry import create_model, is_model
+
+    meta = state["meta"]
+    name = meta["model"]
+    if not meta.get("registered", True) or not is_model(name):
+        raise CheckpointError(f"the checkpoint holds a custom model ({name!r}) that is not in the registry; "
+                              "load its 'model' state_dict into your own module instead")
+    model = create_model(name, num_classes=int(meta["num_classes"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"the checkpoint's weights do not fit {name}: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, device: str = "auto",
+                        batch_size: int = 256, precision: str = "fp32", data_dir: str | None = None,
+                        data_root: str | None = None, test_samples: int | None = None) -> dict[str, Any]:
+    """Test loss, top-1 and top-5 of a checkpoint on ``dataset`` (default: the one it trained on)."""
+    from cnnlab import data as cdata
+
+    dev = resolve_device(device)
+    state = load_checkpoint(path, map_location=dev)
+    meta = state["meta"]
+    dataset = dataset or meta["dataset"]
+    options = {"root": data_root} if data_root else dict(state["config"].get("data_options") or {})
+    if data_root is None and state["config"].get("data_root") and dataset == meta["dataset"]:
+        options["root"] = state["config"]["data_root"]
+    test_set = cdata.load_dataset(dataset, "test", data_dir=data_dir, **options)
+    classes = list(getattr(test_set, "classes", None) or [])
+    if classes and len(classes) != meta["num_classes"]:
+        raise ValueError(f"the checkpoint classifies {meta['num_classes']} classes ({meta['dataset']}); "
+                         f"{dataset} has {len(classes)}")
+    if test_samples is not None and test_samples < len(test_set):
+        test_set = test_set.subset(list(range(test_samples)))
+    model = model_from_checkpoint(state, dev)
+    loader = cdata.make_loader(test_set, batch_size=batch_size, train=False, device=dev,
+                               input_size=tuple(meta["input_size"]))
+    result = evaluate(model, loader, device=dev, precision=precision)
+    return {"checkpoint": str(path), "model": meta["model"], "dataset": dataset, "epoch": state["epoch"], **result}
+
+
+def _load_image(path: str | os.PathLike, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            if img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.BILINEAR)
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no image at {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{path} is not an image Pillow can read: {exc}") from None
+    return data.view(size[0], size[1], channels).permute(2, 0, 1).contiguous()
+
+
+def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, top_k: int = 5,
+            device: str = "auto") -> list[dict[str, Any]]:
+    """Top-``top_k`` classes with probabilities for each image file.
+
+    Each image is converted to the training data's channels and native size and then
+    goes through the same evaluation pipeline (resize/pad, normalization) as the test set.
+    """
+    from cnnlab import data as cdata
+
+    if not images:
+        raise ValueError("give at least one image")
+    dev = resolve_device(device)
+    state = load_checkpoint(checkpoint, map_location=dev)
+    meta = state["meta"]
+    model = model_from_checkpoint(state, dev)
+    channels = int(meta["dataset_channels"])
+    native = tuple(meta["dataset_image_size"] or meta["input_size"][1:])
+    x = torch.stack([_load_image(p, channels, native) for p in images])
+    classes = list(meta["classes"]) or [str(i) for i in range(meta["num_classes"])]
+    info = cdata.dataset_info(meta["dataset"])
+    info = info.with_(mean=tuple(meta["mean"]), std=tuple(meta["std"]), channels=channels,
+                      image_size=native) if hasattr(info, "with_") else info
+    ds = cdata.InMemoryDataset(x, torch.zeros(len(x), dtype=torch.long), classes, info, "test")
+    loader = cdata.make_loader(ds, batch_size=len(x), train=False, device=dev, input_size=tuple(meta["input_size"]))
+    with torch.no_grad():
+        probs = torch.cat([model(xb).float().softmax(dim=1) for xb, _ in loader])
+    k = min(top_k, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    return [
+        {"image": str(Path(p)), "top": [{"class": classes[int(i)], "index": int(i), "probability": float(v)}
+                                        for v, i in zip(top.values[n], top.indices[n])]}
+        for n, p in enumerate(images)
+    ]

@@ -1,0 +1,91 @@
+"""`cnnlab train` flags reach the run; `cnnlab eval` and `cnnlab predict` read its checkpoint."""
+import json
+
+import pytest
+import torch
+
+from cnnlab import data as cdata
+from cnnlab.cli import main
+from cnnlab.train import load_checkpoint
+from cnnlab.train.inference import model_from_checkpoint
+
+SMALL_RUN = ["--dataset", "digits", "--image-size", "8", "--train-samples", "128", "--test-samples", "64",
+             "--batch-size", "32", "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "2", "--lr", "0.05", "--milestones", "0.5",
+                 "--no-flip", "--label-smoothing", "0.1", "--tracker", "jsonl", "--out", str(out)]) == 0
+    return out
+
+
+def test_flags_override_the_recipe_and_the_rest_comes_from_the_model(run, capsys):
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"]["name"] == "resnet_cifar"  # resnet20 is a CIFAR ResNet (He et al.)
+    recipe = config["recipe"]
+    assert (recipe["epochs"], recipe["lr"], recipe["milestones"], recipe["flip"], recipe["label_smoothing"]) == \
+        (2, 0.05, [0.5], False, 0.1)
+    assert recipe["weight_decay"] == 1e-4 and recipe["crop_padding"] == 4  # untouched recipe fields
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in epochs if r.get("kind") == "epoch"] == pytest.approx([0.05, 0.005])
+
+
+def test_cli_train_prints_the_test_accuracy_and_json(tmp_path, capsys):
+    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20 on digits: test accuracy" in out and "%" in out
+    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "1", "--out", str(tmp_path / "b"), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["model"] == "resnet20" and results["world_size"] == 1
+    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "epochs must be a positive integer" in capsys.readouterr().err
+
+
+def test_eval_reproduces_the_runs_test_accuracy(run, capsys):
+    results = json.loads((run / "results.json").read_text())
+    assert main(["eval", str(run / "last.pt"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    # The run evaluated a seeded subset of 64 test images; eval reads the whole test split.
+    assert r["model"] == "resnet20" and r["dataset"] == "digits" and r["samples"] == 359
+    state = load_checkpoint(run / "last.pt")
+    model = model_from_checkpoint(state)
+    test_set = cdata.load_dataset("digits", "test")
+    loader = cdata.make_loader(test_set, batch_size=512, train=False, input_size=(3, 8, 8))
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in loader)
+    assert r["top1"] == pytest.approx(correct / len(test_set))
+    assert 0 <= results["test"]["top1"] <= 1
+
+
+def test_predict_agrees_with_the_evaluation_pipeline(run, tmp_path, capsys):
+    from PIL import Image
+
+    test_set = cdata.load_dataset("digits", "test")
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(test_set.images[i, 0].numpy(), mode="L").save(path)
+        paths.append(str(path))
+    assert main(["predict", str(run / "last.pt"), *paths, "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    assert [p["image"] for p in preds] == paths
+    for p in preds:
+        probs = [t["probability"] for t in p["top"]]
+        assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+        assert all(t["class"] in test_set.classes for t in p["top"])
+
+    model = model_from_checkpoint(load_checkpoint(run / "last.pt"))
+    loader = cdata.make_loader(test_set.subset(list(range(6))), batch_size=6, train=False, input_size=(3, 8, 8))
+    with torch.no_grad():
+        x, _ = next(iter(loader))
+        expected = model(x).softmax(1)
+    assert [p["top"][0]["index"] for p in preds] == expected.argmax(1).tolist()
+    assert [p["top"][0]["probability"] for p in preds] == pytest.approx(expected.max(1).values.tolist(), abs=1e-5)
+
+    assert main(["predict", str(run / "last.pt"), str(tmp_path / "missing.png")]) == 2
+    assert "no image at" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    assert main(["predict", str(run / "last.pt"), str(tmp_path / "bad.png")]) == 2
+    assert "not an image Pillow can read" in capsys.readouterr().err

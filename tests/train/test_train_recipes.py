@@ -1,0 +1,140 @@
+"""Recipes hold the papers' figures (checked against PAPERS.md), schedules compute the
+learning rates the papers describe (checked by hand), and flags override any field."""
+import json
+import math
+
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.registry import is_model
+from cnnlab.train.recipes import Recipe, UnknownRecipeError, get_recipe, list_recipes, recipe_for_model
+from cnnlab.train.schedule import LRSchedule
+
+REQUIRED = ["lenet5", "alexnet", "vgg", "googlenet", "resnet_cifar", "resnet_imagenet", "preact_resnet",
+            "wide_resnet", "resnext_cifar", "stochastic_depth", "densenet_cifar", "fractalnet", "squeezenet",
+            "nasnet", "fast"]
+
+
+def test_every_paper_has_a_recipe_with_a_citation():
+    names = list_recipes()
+    assert set(REQUIRED) <= set(names)
+    for name in names:
+        r = get_recipe(name)
+        assert isinstance(r, Recipe) and r.name == name
+        assert r.citation and r.notes, name
+        if name != "fast":
+            assert any(str(y) in r.citation for y in range(1998, 2018)), name
+
+
+@pytest.mark.parametrize("name, facts", [
+    # PAPERS.md: ResNet CIFAR: SGD 0.9, wd 1e-4, batch 128, lr 0.1 /10 at 32k and 48k of 64k iterations.
+    ("resnet_cifar", dict(lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, gamma=0.1,
+                          milestones=(32 / 64, 48 / 64), crop_padding=4, flip=True)),
+    # AlexNet: momentum 0.9, batch 128, lr 0.01 /10 on plateau, weight decay 5e-4, ~90 epochs.
+    ("alexnet", dict(lr=0.01, momentum=0.9, batch_size=128, weight_decay=5e-4, schedule="plateau", epochs=90)),
+    # VGG: batch 256, momentum 0.9, weight decay 5e-4, lr 0.01 /10 three times, 74 epochs.
+    ("vgg", dict(batch_size=256, weight_decay=5e-4, lr=0.01, epochs=74, schedule="plateau")),
+    # GoogLeNet: auxiliary losses weighted 0.3.
+    ("googlenet", dict(aux_weight=0.3, momentum=0.9)),
+    # WRN: Nesterov, lr 0.1 x0.2 at 60/120/160 of 200, wd 5e-4, batch 128, reflect padding.
+    ("wide_resnet", dict(nesterov=True, lr=0.1, gamma=0.2, epochs=200, milestones=(60 / 200, 120 / 200, 160 / 200),
+                         weight_decay=5e-4, batch_size=128, padding_mode="reflect")),
+    # ResNeXt CIFAR: 300 epochs, /10 at 150 and 225, wd 5e-4.
+    ("resnext_cifar", dict(epochs=300, milestones=(150 / 300, 225 / 300), weight_decay=5e-4)),
+    # Stochastic depth: 500 epochs, 0.1 -> 0.01 at 250 -> 0.001 at 375, Nesterov, wd 1e-4, batch 128.
+    ("stochastic_depth", dict(epochs=500, milestones=(250 / 500, 375 / 500), nesterov=True, weight_decay=1e-4)),
+    # DenseNet CIFAR: batch 64, 300 epochs, /10 at 50% and 75%, wd 1e-4, Nesterov.
+    ("densenet_cifar", dict(batch_size=64, epochs=300, milestones=(0.5, 0.75), weight_decay=1e-4, nesterov=True)),
+    # FractalNet: batch 100, lr 0.02, 400 epochs, /10 whenever the remaining epochs halve.
+    ("fractalnet", dict(batch_size=100, lr=0.02, epochs=400, milestones=(200 / 400, 300 / 400, 350 / 400, 375 / 400))),
+    # NASNet CIFAR: cosine schedule, cutout.
+    ("nasnet", dict(schedule="cosine", cutout=16)),
+])
+def test_recipes_hold_the_papers_figures(name, facts):
+    r = get_recipe(name)
+    for key, value in facts.items():
+        got = getattr(r, key)
+        if isinstance(value, tuple):
+            assert got == pytest.approx(value), (name, key)
+        else:
+            assert got == value, (name, key)
+
+
+def test_multistep_drops_where_resnet_drops():
+    # 164 epochs, 391 steps each (50k / 128): lr 0.1 until epoch 82, 0.01 until 123, then 0.001.
+    s = LRSchedule(get_recipe("resnet_cifar"), steps_per_epoch=391)
+    assert s.lr(0) == pytest.approx(0.1)
+    assert s.lr(82 * 391 - 1) == pytest.approx(0.1)
+    assert s.lr(82 * 391) == pytest.approx(0.01)
+    assert s.lr(123 * 391) == pytest.approx(0.001)
+
+
+def test_resnet110_warms_up_at_0_01_for_about_400_iterations():
+    s = LRSchedule(get_recipe("resnet110_cifar"), steps_per_epoch=391)
+    assert s.lr(0) == pytest.approx(0.01) and s.lr(390) == pytest.approx(0.01)
+    assert s.lr(391) == pytest.approx(0.1)
+
+
+def test_googlenet_loses_4_percent_every_8_epochs():
+    s = LRSchedule(get_recipe("googlenet"), steps_per_epoch=10)
+    assert s.lr(8 * 10 - 1) == pytest.approx(0.01)
+    assert s.lr(8 * 10) == pytest.approx(0.01 * 0.96)
+    assert s.lr(24 * 10) == pytest.approx(0.01 * 0.96 ** 3)
+
+
+def test_cosine_linear_and_warmup_by_hand():
+    cos = LRSchedule(get_recipe("nasnet", epochs=10), steps_per_epoch=10)
+    assert cos.lr(0) == pytest.approx(0.025)
+    assert cos.lr(50) == pytest.approx(0.025 * 0.5)  # halfway: (1 + cos(pi/2)) / 2
+    assert cos.lr(25) == pytest.approx(0.025 * (1 + math.cos(math.pi / 4)) / 2)
+    fast = LRSchedule(get_recipe("fast", epochs=10, warmup_epochs=2, warmup_lr=0.0, lr=1.0), steps_per_epoch=10)
+    assert fast.lr(0) == 0.0 and fast.lr(10) == pytest.approx(0.5)  # linear ramp over 20 steps
+    assert fast.lr(20) == pytest.approx(1.0) and fast.lr(60) == pytest.approx(0.5)  # then linear to 0 at 100
+
+
+def test_plateau_drops_after_patience_and_survives_a_state_round_trip():
+    s = LRSchedule(get_recipe("alexnet", plateau_patience=2), steps_per_epoch=5)
+    for top1 in (0.5, 0.6, 0.6, 0.59):  # best 0.6, then two epochs without improvement
+        s.epoch_end(top1)
+    assert s.lr(0) == pytest.approx(0.001)
+    t = LRSchedule(get_recipe("alexnet", plateau_patience=2), steps_per_epoch=5)
+    t.load_state_dict(json.loads(json.dumps(s.state_dict())))
+    assert t.lr(0) == s.lr(0)
+
+
+def test_overrides_are_checked_and_coerced():
+    r = get_recipe("resnet_cifar", epochs="12", milestones="0.25,0.5", flip="false", aux_weight=0.5)
+    assert (r.epochs, r.milestones, r.flip, r.aux_weight) == (12, (0.25, 0.5), False, 0.5)
+    with pytest.raises(ValueError, match="no field"):
+        get_recipe("resnet_cifar", learning_rate=1)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        get_recipe("resnet_cifar", schedule="exponential")
+    with pytest.raises(ValueError, match="milestones"):
+        get_recipe("resnet_cifar", milestones=(0.75, 0.5))
+    with pytest.raises(UnknownRecipeError, match="resnet_cifar"):
+        get_recipe("resnet_cifr")
+
+
+@pytest.mark.parametrize("model, recipe", [
+    ("lenet5", "lenet5"), ("resnet20", "resnet_cifar"), ("resnet110", "resnet110_cifar"),
+    ("resnet50", "resnet_imagenet"), ("googlenet", "googlenet"), ("vgg16", "vgg"), ("alexnet", "alexnet"),
+    ("densenet121", "densenet_imagenet"), ("squeezenet1_0", "squeezenet"), ("wrn28_10", "wide_resnet"),
+    ("resnet110_sd", "stochastic_depth"), ("preact_resnet164", "preact_resnet"),
+])
+def test_a_models_default_recipe_comes_from_its_paper(model, recipe):
+    if not is_model(model):
+        pytest.skip(f"{model} is not registered in this checkout")
+    assert recipe_for_model(model).name == recipe
+
+
+def test_cli_recipes(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in REQUIRED)
+    assert main(["recipes", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list_recipes() and all(r["citation"] for r in rows)
+    assert main(["recipes", "googlenet"]) == 0
+    assert "aux_weight" in capsys.readouterr().out
+    assert main(["recipes", "nope"]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err
