@@ -282,9 +282,8 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
             pass
         return t
 
-    recorder.fields[x] = rf_input(x.shape[-2], x.shape[-1]) if x.dim() >= 3 else None
-    if recorder.fields[x] is None:
-        del recorder.fields[x]
+    if x.dim() >= 3:
+        recorder.fields[x] = rf_input(x.shape[-2], x.shape[-1])
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with recorder:
