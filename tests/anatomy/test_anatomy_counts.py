@@ -198,6 +198,8 @@ def test_vgg16_lecture_table_layer_by_layer():
     b = a.breakdown()
     assert b["memory_first_quarter_pct"] > 50 and b["params_last_quarter_pct"] > 85
     assert b["params_by_type_pct"]["Linear"] > 85
+    table = a.table()
+    assert "Memory is mostly in early layers" in table and "Params are mostly in late layers" in table
 
 
 # ---------------------------------------------------------------------------
