@@ -147,7 +147,7 @@ class _Recorder(TorchDispatchMode):
         if rf is not None:
             self.fields[first] = rf
         # Views, in-place ops and ops on parameters alone (a weight transpose) get no row of their own.
-        if count or (not aliasing and (inputs or kind == "unknown")):
+        if count or kind == "unknown" or (not aliasing and inputs):
             row = self._row_for_op(name)
             if count:
                 row.ops[kind] += count
