@@ -21,7 +21,7 @@ from reference import (
 SLOW = {
     "nasnetalarge", "senet154", "inception_resnet_v2", "inception_v4", "resnet200",
     "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "vgg19", "vgg19_bn",
-    "vgg16", "vgg16_bn", "densenet161", "densenet201", "resnet152",
+    "vgg16", "vgg16_bn", "densenet161", "densenet201", "resnet152", "inception_v3",
 }
 
 NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in reference_names()]

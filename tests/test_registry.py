@@ -12,7 +12,7 @@ from reference import build_on_meta
 ALL = cnnlab.list_models()
 # Very deep or very wide models: still run by CI, deselectable with -m "not slow".
 SLOW = {"resnet1202", "preact_resnet1001", "senet154", "nasnetalarge", "densenet_bc_190_40",
-        "densenet_bc_250_24", "resnext29_16x64d", "inception_resnet_v2", "inception_v4"}
+        "densenet_bc_250_24", "resnext29_16x64d", "inception_resnet_v2", "inception_v4", "inception_v3"}
 PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ALL]
 
 

@@ -97,11 +97,13 @@ def _meta_call(model: nn.Module, dtype: torch.dtype):
         kind = dtype if t.is_floating_point() else t.dtype
         return torch.empty(t.shape, dtype=kind, device="meta").requires_grad_(grad and t.is_floating_point())
 
+    # made here, outside the traced pass, so that they do not count as memory the pass allocates
+    state = {k: stand_in(p, p.requires_grad) for k, p in model.named_parameters()}
+    storages = {t.untyped_storage()._cdata for t in state.values()}
+    state.update({k: stand_in(b, False) for k, b in model.named_buffers()})
+
     def call(x, param_storages):
-        state = {k: stand_in(p, p.requires_grad) for k, p in model.named_parameters()}
-        for t in state.values():
-            param_storages.add(t.untyped_storage()._cdata)
-        state.update({k: stand_in(b, False) for k, b in model.named_buffers()})
+        param_storages.update(storages)
         try:
             return functional_call(model, state, (x,))
         except RuntimeError as exc:
@@ -180,18 +182,24 @@ def analyze(
 
     flags = _set_mode(model, mode == "train")
     try:
-        with torch.enable_grad():
-            trace = trace_model(model, call, x)
-            saved_train = None
-            if training_estimate:
-                if mode == "train":
-                    saved_train = trace.saved_bytes
-                else:
-                    model.train(True)
-                    try:
-                        saved_train = trace_model(model, call, x).saved_bytes
-                    except Exception as exc:  # the eval figures stand; say why this one is missing
-                        saved_train = f"train-mode trace failed: {exc}"
+        # eval: an inference pass (no autograd); train: with autograd, as in training
+        with torch.set_grad_enabled(mode == "train"):
+            try:
+                trace = trace_model(model, call, x)
+            except (RuntimeError, IndexError) as exc:  # a shape error deep in the model: say where, in one line
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"{label} cannot run on a {'x'.join(map(str, x.shape))} input: {first}") from exc
+        train_trace = None
+        if training_estimate:
+            if mode == "train":
+                train_trace = trace
+            else:
+                model.train(True)
+                try:
+                    with torch.enable_grad():
+                        train_trace = trace_model(model, call, x)
+                except Exception as exc:  # the eval figures stand; say why this one is missing
+                    train_trace = f"train-mode trace failed: {exc}"
     finally:
         for m, flag in flags.items():
             m.training = flag
@@ -213,6 +221,6 @@ def analyze(
         params_total=sum(p.numel() for p in params),
         trainable_total=sum(p.numel() for p in params if p.requires_grad),
         optimizer=optimizer.lower(), optimizer_states=OPTIMIZER_STATES[optimizer.lower()],
-        saved_train=saved_train, measured=measured,
+        train_trace=train_trace, measured=measured,
     )
 

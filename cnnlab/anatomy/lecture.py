@@ -313,8 +313,9 @@ def googlenet_vs_alexnet() -> tuple[dict, str]:
         "ratio": a.totals["params"] / g_used,
         "lecture": {"googlenet_params": 5_000_000, "ratio": 12},
         "lecture_differs": (
-            f"the lecture's 'only 5 million parameters, 12x less than AlexNet' rounds the paper's ~7M down; "
-            f"this GoogLeNet has {g_used:,} parameters at inference, {a.totals['params'] / g_used:.1f}x fewer than AlexNet"
+            f"the lecture says 'only 5 million parameters, 12x less than AlexNet'; this GoogLeNet has {g_used:,} "
+            f"parameters at inference (the paper's own model about 7.0M), {a.totals['params'] / g_used:.1f}x fewer "
+            f"than AlexNet's {a.totals['params']:,}"
         ),
     }
     text = "\n".join([

@@ -80,7 +80,7 @@ class Anatomy:
     @classmethod
     def from_trace(cls, label: str, trace: Trace, *, batch_size: int, dtype: torch.dtype, count: tuple,
                    mode: str, params_total: int, trainable_total: int, optimizer: str, optimizer_states: int,
-                   saved_train: int | str | None, measured: dict | None) -> Anatomy:
+                   train_trace: Trace | str | None, measured: dict | None) -> Anatomy:
         n = batch_size
         rows = trace.rows
         itemsize = torch.empty((), dtype=dtype).element_size()
@@ -99,14 +99,16 @@ class Anatomy:
         optimizer_bytes = optimizer_states * trainable_total * itemsize
         training: dict[str, Any] = {"batch_size": n, "optimizer": optimizer, "params_bytes": params_bytes,
                                     "grads_bytes": grads_bytes, "optimizer_state_bytes": optimizer_bytes}
-        if isinstance(saved_train, int):
-            training["saved_activations_bytes"] = saved_train
-            training["total_bytes"] = saved_train + params_bytes + grads_bytes + optimizer_bytes
+        if isinstance(train_trace, Trace):
+            saved = train_trace.saved_bytes or 0
+            training["saved_activations_bytes"] = saved
+            training["forward_peak_bytes"] = train_trace.peak_bytes
+            training["total_bytes"] = saved + params_bytes + grads_bytes + optimizer_bytes
         else:
             training["saved_activations_bytes"] = None
             training["total_bytes"] = None
-            if saved_train:
-                training["note"] = saved_train
+            if train_trace:
+                training["note"] = train_trace
         totals = {
             "params": params_total,
             "trainable_params": trainable_total,
@@ -120,6 +122,7 @@ class Anatomy:
             "forward_values": per_image(mem_batch, n),
             "forward_values_with_input": per_image(mem_batch, n) + input_values,
             "forward_bytes_batch": mem_bytes_batch + input_bytes,
+            "forward_peak_bytes_batch": trace.peak_bytes,
             "training": training,
             **_rf_fields(last_spatial),
             "output_receptive_field": trace.output_rf.size() if trace.output_rf is not None else None,
@@ -313,7 +316,9 @@ class Anatomy:
         lines.append(
             f"Forward memory per image: {t['forward_values_with_input']:,} values incl. the input's "
             f"{t['input_values']:,} ({human(t['forward_values_with_input'] * itemsize, 'B')}); "
-            f"batch of {n}: {human(t['forward_bytes_batch'], 'B')}")
+            f"batch of {n}: {human(t['forward_bytes_batch'], 'B')} if every output were kept; live peak of "
+            f"{'an inference' if c['mode'] == 'eval' else 'this'} pass {human(t['forward_peak_bytes_batch'], 'B')} "
+            "(input excluded)")
         tr = t["training"]
         if tr["total_bytes"] is not None:
             lines.append(

@@ -11,6 +11,7 @@ the sum of its children's rows.
 """
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ class Row:
     memory_bytes: int = 0
     ops: Counter = field(default_factory=Counter)  # kind -> count over the batch
     rf: RF | None = None
+    module_name: str | None = None  # the module's own (first) name, for module rows
     children: list[int] = field(default_factory=list)
 
 
@@ -56,6 +58,7 @@ class Trace:
     output_rf: RF | None
     coverage: dict[str, Any]
     saved_bytes: int | None  # autograd's saved tensors (activations kept for backward)
+    peak_bytes: int  # the most bytes the pass's own tensors held at one time (the input excluded)
 
 
 class _Recorder(TorchDispatchMode):
@@ -67,6 +70,22 @@ class _Recorder(TorchDispatchMode):
         self.seen = counter
         self.unknown: Counter = Counter()
         self.fn_names: Counter = Counter()
+        self.cache: dict = {}
+        self.live = 0
+        self.peak = 0
+
+    def _free(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def _track(self, out: Any) -> None:
+        """Count a fresh output's storage as live until the last tensor on it is gone."""
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.device.type == "meta":
+                storage = t.untyped_storage()
+                nbytes = storage.nbytes()
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(storage, self._free, nbytes)
 
     def _row_for_op(self, name: str) -> Row:
         top = self.rows[self.stack[-1]] if self.stack else None
@@ -84,14 +103,42 @@ class _Recorder(TorchDispatchMode):
             self.rows[parent].children.append(len(self.rows) - 1)
         return row
 
+    def _run(self, func, args, kwargs, flat_args, spec):
+        """``func(*args, **kwargs)``, reusing the output metadata of an identical earlier call.
+
+        Many meta kernels are Python decompositions (batch norm's takes milliseconds); a
+        deep network repeats the same few shapes, so a kernel runs once per distinct call.
+        Only ops on meta tensors that return fresh tensors are reused; views run as usual.
+        """
+        key = _call_key(func, flat_args, spec)
+        if key is None:
+            return func(*args, **kwargs)
+        hit = self.cache.get(key)
+        if hit is not None:
+            if hit is _INPLACE:
+                return args[0]
+            shapes, as_tuple = hit
+            outs = [torch.empty_strided(shape, stride, dtype=dtype, device="meta") for shape, stride, dtype in shapes]
+            return tuple(outs) if as_tuple else outs[0]
+        out = func(*args, **kwargs)
+        if _is_plain_inplace(func) and out is args[0]:
+            self.cache[key] = _INPLACE
+        elif not is_view_or_inplace(func) and not isinstance(out, list):
+            outs = out if isinstance(out, tuple) else [out]
+            if all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in outs):
+                self.cache[key] = ([(tuple(o.shape), o.stride(), o.dtype) for o in outs], isinstance(out, tuple))
+        return out
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        flat_args, spec = tree_flatten((args, kwargs))
+        out = self._run(func, args, kwargs, flat_args, spec)
         name = op_name(func)
-        flat_args, _ = tree_flatten((args, kwargs))
         inputs = [(t, self.fields[t]) for t in flat_args if isinstance(t, torch.Tensor) and t in self.fields]
         kind, count = op_cost(func, args, out)
         aliasing = is_view_or_inplace(func)
+        if not aliasing:
+            self._track(out)
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         self.seen[kind] += 1
         if kind == "unknown":
@@ -112,6 +159,33 @@ class _Recorder(TorchDispatchMode):
                 row.output_dtype = first.dtype if isinstance(first, torch.Tensor) else None
                 row.rf = rf
         return out
+
+
+_INPLACE = object()
+_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format, torch.layout)
+
+
+def _call_key(func, flat_args: list, spec) -> tuple | None:
+    """A hashable description of an op call on meta tensors, or None where there is none."""
+    parts: list = [func, spec]
+    for a in flat_args:
+        if isinstance(a, torch.Tensor):
+            if a.device.type != "meta":
+                return None
+            parts.append((tuple(a.shape), a.stride(), a.dtype))
+        elif isinstance(a, _SIMPLE):
+            parts.append((type(a), a))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _is_plain_inplace(func) -> bool:
+    """``relu_``, ``add_`` and the like: they write into their first argument and return it."""
+    name = op_name(func)
+    returns = func._schema.returns
+    return (name.endswith("_") and len(returns) == 1 and returns[0].alias_info is not None
+            and returns[0].alias_info.is_write and func._overloadname != "out" and name not in ("resize_", "set_"))
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
@@ -154,13 +228,19 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
         key = id(module)
         if key not in names or module is model:
             return
-        calls[key] += 1
-        name = names[key] if calls[key] == 1 else f"{names[key]}#{calls[key]}"
         parent = stack[-1] if stack else None
+        base = names[key]
+        # a module inside a repeated call of its parent is named under that call: block#2.conv
+        outer = rows[parent] if parent is not None else None
+        if outer is not None and outer.module_name and outer.name != outer.module_name \
+                and base.startswith(outer.module_name + "."):
+            base = outer.name + base[len(outer.module_name):]
+        calls[base] += 1
+        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
         own = list(module.parameters(recurse=False))
         row = Row(name=name, type=type(module).__name__, kind="module",
                   depth=(rows[parent].depth + 1) if parent is not None else 1, parent=parent,
-                  leaf=not any(True for _ in module.children()))
+                  leaf=not any(True for _ in module.children()), module_name=names[key])
         if key in first_call:
             row.shared_with = first_call[key]
         else:
@@ -226,7 +306,7 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
     }
     saved_bytes = sum(saved.values()) if torch.is_grad_enabled() else None
     return Trace(rows=rows, input_shape=list(x.shape), input_dtype=x.dtype, output_rf=out_rf,
-                 coverage=coverage, saved_bytes=saved_bytes)
+                 coverage=coverage, saved_bytes=saved_bytes, peak_bytes=recorder.peak)
 
 
 def aggregate(rows: list[Row]) -> None:

@@ -6,15 +6,17 @@ same on CPU and GPU); nothing loops over samples in Python.
 
 The pipeline (:class:`BatchPipeline`) runs, in order:
 
-1. uint8 -> float on the 0-1 scale;
-2. AlexNet's PCA lighting noise (Krizhevsky et al., 2012, section 4.1), per image;
-3. geometry: either an Inception-style random-resized crop straight to the model's
+1. geometry: either an Inception-style random-resized crop straight to the model's
    size (Szegedy et al., 2015), or size adaptation (resize / zero-pad to the model's
    size) followed by a random crop with padding (constant or reflect) and a
-   horizontal flip -- crop and flip are one gather, the padding is never materialised;
-4. channel adaptation (1 -> 3 by repetition, 3 -> 1 by ITU-R 601 luminance);
-5. normalisation with the dataset's mean and std;
-6. Cutout (DeVries & Taylor, 2017): a zeroed square, after normalisation as in the
+   horizontal flip -- crop and flip are one gather for the batch, the padding is
+   never materialised, and without interpolation it all runs on uint8;
+2. AlexNet's PCA lighting noise (Krizhevsky et al., 2012, section 4.1): one colour
+   shift per image (it commutes with crops, flips and resizes, so it can come after
+   them; only zero padding, which AlexNet did not use, is shifted too);
+3. channel adaptation (1 -> 3 by repetition, 3 -> 1 by ITU-R 601 luminance);
+4. normalisation with the dataset's mean and std (fused with the 1/255 scaling);
+5. Cutout (DeVries & Taylor, 2017): a zeroed square, after normalisation as in the
    paper's code, centred anywhere in the image (it may be cut by the border).
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "random_crop_params",
     "random_resized_crop",
     "rrc_params",
+    "rrc_fallback",
     "cutout",
     "pca_lighting",
     "adapt_size",
@@ -125,7 +128,7 @@ def crop_flip(
     ``top``/``left`` (N,) are window corners in padded coordinates (0 .. H + 2p - h);
     ``flip`` (N,) bool mirrors the window horizontally. Works on any dtype; constant
     padding is zero. Equivalent to ``F.pad`` + slicing + ``flip(-1)`` per sample, done
-    as two gathers for the whole batch.
+    as one gather for the whole batch.
     """
     n, c, h, w = x.shape
     oh, ow = size
@@ -137,15 +140,18 @@ def crop_flip(
     if padding_mode == "reflect":
         if padding >= min(h, w):
             raise DataError(f"reflect padding {padding} needs images larger than it, got {h}x{w}")
-        rows_in, cols_in = _reflect(rows, h), _reflect(cols, w)
+        flat = _reflect(rows, h)[:, :, None] * w + _reflect(cols, w)[:, None, :]  # N x oh x ow
+        planes = x.reshape(n, c, h * w)
     else:
-        rows_in, cols_in = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
-    out = torch.gather(x, 2, rows_in[:, None, :, None].expand(n, c, oh, w))  # N x C x oh x W
-    out = torch.gather(out, 3, cols_in[:, None, None, :].expand(n, c, oh, ow))  # N x C x oh x ow
-    if padding_mode == "constant" and padding > 0:
-        inside = ((rows >= 0) & (rows < h))[:, None, :, None] & ((cols >= 0) & (cols < w))[:, None, None, :]
-        out = out * inside.to(out.dtype)
-    return out
+        flat = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]
+        planes = x.reshape(n, c, h * w)
+        if padding > 0:  # padded positions read a zero appended to every plane
+            inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+            flat = torch.where(inside, flat, h * w)
+            planes = F.pad(planes, (0, 1))
+    # one gather over the flattened planes for the whole batch
+    index = flat.view(n, 1, oh * ow).expand(n, c, oh * ow)
+    return torch.gather(planes, 2, index).view(n, c, oh, ow)
 
 
 def random_crop_params(n: int, in_size: tuple[int, int], out_size: tuple[int, int], padding: int, g: torch.Generator):
@@ -158,6 +164,16 @@ def random_crop_params(n: int, in_size: tuple[int, int], out_size: tuple[int, in
     top = (torch.rand(n, generator=g) * span_h).long().clamp_max(span_h - 1)
     left = (torch.rand(n, generator=g) * span_w).long().clamp_max(span_w - 1)
     return top, left
+
+
+def rrc_fallback(h: int, w: int, ratio) -> tuple[int, int]:
+    """(height, width) of the centre box used when no random box fits: the whole
+    image, with its aspect ratio clamped into ``ratio``."""
+    if w / h < ratio[0]:
+        return round(w / ratio[0]), w
+    if w / h > ratio[1]:
+        return h, round(h * ratio[1])
+    return h, w
 
 
 def rrc_params(n: int, in_size: tuple[int, int], scale, ratio, g: torch.Generator, tries: int = 10):
@@ -176,14 +192,7 @@ def rrc_params(n: int, in_size: tuple[int, int], scale, ratio, g: torch.Generato
     ch = torch.sqrt(target / aspect).round()
     ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
     first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1, dtype=torch.long))
-    # fallback: centre crop of the whole image, ratio clamped
-    in_ratio = w / h
-    if in_ratio < ratio[0]:
-        fw, fh = w, round(w / ratio[0])
-    elif in_ratio > ratio[1]:
-        fh, fw = h, round(h * ratio[1])
-    else:
-        fw, fh = w, h
+    fh, fw = rrc_fallback(h, w, ratio)
     pick = first.clamp_min(0)[:, None]
     bw = torch.where(first >= 0, cw.gather(1, pick)[:, 0], torch.tensor(float(fw)))
     bh = torch.where(first >= 0, ch.gather(1, pick)[:, 0], torch.tensor(float(fh)))
@@ -285,6 +294,7 @@ def adapt_channels(x: torch.Tensor, want: int) -> torch.Tensor:
     check_channels(have, want)
     if have == 1:
         return x.expand(-1, 3, -1, -1)
+    x = x if x.is_floating_point() else x.float()
     luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
     return (x * luma[None, :, None, None]).sum(1, keepdim=True)
 
@@ -319,8 +329,9 @@ class BatchPipeline:
         m, s = adapt_stats(mean, std, self.target[0])
         if any(v <= 0 for v in s):
             raise DataError(f"std must be positive, got {s}")
-        self.mean = torch.tensor(m, device=device).view(1, -1, 1, 1)
-        self.inv_std = (1.0 / torch.tensor(s, device=device)).view(1, -1, 1, 1)
+        mean_t, std_t = torch.tensor(m, dtype=torch.float64), torch.tensor(s, dtype=torch.float64)
+        self.scale = (1.0 / (255.0 * std_t)).float().view(1, -1, 1, 1).to(device)
+        self.shift = (-mean_t / std_t).float().view(1, -1, 1, 1).to(device)
         self.pca = None
         if self.augment is not None and self.augment.pca_lighting:
             if pca is None:
@@ -336,21 +347,24 @@ class BatchPipeline:
         aug = self.augment if train else None
         if aug is not None and g is None:
             raise DataError("training augmentation needs a generator")
-        x = x.float().div_(255.0)
-        if aug is not None and self.pca is not None:
-            x = pca_lighting(x, self.pca[0], self.pca[1], float(aug.pca_lighting), g)
+        # Geometry first, on uint8 where no interpolation is needed (4x less memory
+        # traffic than float); pixel values stay on the 0-255 scale until normalised.
         flip = (torch.rand(n, generator=g) < 0.5) if aug is not None and aug.flip else None
         if aug is not None and aug.random_resized_crop:
             boxes = rrc_params(n, self.native[1:], aug.scale, aug.ratio, g)
-            x = random_resized_crop(x, boxes, size, flip)
+            x = random_resized_crop(x.float(), boxes, size, flip)
         else:
-            x = adapt_size(x, size, self.plan)
+            x = adapt_size(x.float() if self.plan == "resize" else x, size, self.plan)
             if aug is not None and (aug.crop_padding or flip is not None):
                 p = aug.crop_padding
                 top, left = random_crop_params(n, size, size, p, g) if p else (torch.zeros(n), torch.zeros(n))
                 x = crop_flip(x, top, left, flip, size, p, aug.padding_mode)
+        if aug is not None and self.pca is not None:
+            # a per-image colour shift commutes with the crops and resizes above (zero
+            # padding is the exception: it gets shifted too, as AlexNet had no padding)
+            x = pca_lighting(x.float(), self.pca[0], self.pca[1] * 255.0, float(aug.pca_lighting), g)
         x = adapt_channels(x, self.target[0])
-        x = (x - self.mean) * self.inv_std
+        x = torch.addcmul(self.shift, x, self.scale)  # (x / 255 - mean) / std, uint8 -> float, one pass
         if aug is not None and aug.cutout:
             x = cutout(x, aug.cutout, g)
-        return x.contiguous()
+        return x

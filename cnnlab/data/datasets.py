@@ -29,6 +29,7 @@ __all__ = ["list_datasets", "dataset_info", "load_dataset", "dataset_files", "is
 
 SPLITS = ("train", "test")
 _CACHE_VERSION = 1
+_SHAPES_CACHE_BYTES = 64 << 20  # shapes datasets up to this size are cached in the data folder
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # ----------------------------------------------------------------------------------
@@ -180,7 +181,14 @@ def _load_shapes(spec: _Spec, split: str, folder: Path, download: bool, *, image
     _no_options("shapes (besides image_size, num_samples, num_classes, seed)", options)
     if num_samples is None:
         num_samples = spec.info.num_train if split == "train" else spec.info.num_test
-    images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
+    key = f"{split}-seed{seed}-{image_size}px-{num_samples}-{num_classes}c.pt"
+    obj = _cache_load(folder / key) if isinstance(image_size, int) else None
+    if obj is None:
+        images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
+        if images.numel() <= _SHAPES_CACHE_BYTES:
+            _cache_save(folder / key, {"images": images, "labels": labels})
+    else:
+        images, labels = obj["images"], obj["labels"]
     size = images.shape[-1]
     classes = list(SHAPE_CLASSES[:num_classes])
     info = spec.info.with_(num_classes=num_classes, classes=classes, image_size=(size, size),
@@ -210,41 +218,45 @@ def _ensure(spec: _Spec, folder: Path, download: bool, needed: tuple[RemoteFile,
             raise DataError(f"{exc}\n" + missing_files_message(name, folder, spec.files, "cannot be loaded without these files.")) from exc
 
 
-def _load_idx(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
-    name = spec.info.name
-    _no_options(name, options)
+def _cached_split(spec: _Spec, split: str, folder: Path, download: bool, options: dict, parse) -> InMemoryDataset:
+    """Load ``folder/SPLIT.pt``, or fetch and verify the raw files, ``parse`` them into
+    ``{"images", "labels"[, "classes"]}`` and cache that."""
+    _no_options(spec.info.name, options)
     cache = folder / f"{split}.pt"
     obj = _cache_load(cache)
     if obj is None:
+        obj = parse()
+        _cache_save(cache, obj)
+    classes = list(obj.get("classes") or spec.info.classes)
+    return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info.with_(classes=classes), split)
+
+
+def _load_idx(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
+    def parse():
         prefix = "train" if split == "train" else "t10k"
         img_f = next(f for f in spec.files if f.name.startswith(f"{prefix}-images"))
         lab_f = next(f for f in spec.files if f.name.startswith(f"{prefix}-labels"))
         _ensure(spec, folder, download, (img_f, lab_f))
         images, labels = read_idx(folder / img_f.name), read_idx(folder / lab_f.name)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{name}: {img_f.name} {images.shape} and {lab_f.name} {labels.shape} do not match")
-        obj = {"images": torch.from_numpy(images.astype(np.uint8))[:, None].contiguous(),
-               "labels": torch.from_numpy(labels.astype(np.int64))}
-        _cache_save(cache, obj)
-    classes = list(spec.info.classes)
-    return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info, split)
+            raise DataError(f"{spec.info.name}: {img_f.name} {images.shape} and {lab_f.name} {labels.shape} do not match")
+        return {"images": torch.from_numpy(images.astype(np.uint8))[:, None].contiguous(),
+                "labels": torch.from_numpy(labels.astype(np.int64))}
+
+    return _cached_split(spec, split, folder, download, options, parse)
 
 
 def _load_cifar(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
-    name = spec.info.name
-    _no_options(name, options)
-    cache = folder / f"{split}.pt"
-    obj = _cache_load(cache)
-    if obj is None:
+    def parse():
+        name = spec.info.name
         _ensure(spec, folder, download, spec.files)
         images, labels, names = read_cifar_tar(folder / spec.files[0].name, name, split)
         classes = names if names and len(names) == spec.info.num_classes else list(spec.info.classes)
         if int(labels.max()) >= len(classes):
             raise DataError(f"{name}: label {int(labels.max())} out of range for {len(classes)} classes")
-        obj = {"images": images, "labels": labels, "classes": classes}
-        _cache_save(cache, obj)
-    classes = list(obj["classes"])
-    return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info.with_(classes=classes), split)
+        return {"images": images, "labels": labels, "classes": classes}
+
+    return _cached_split(spec, split, folder, download, options, parse)
 
 
 def _load_folder(spec: _Spec, split: str, folder: Path, download: bool, **options):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import contextlib
 import sys
 import urllib.error
 import urllib.request
@@ -142,6 +142,31 @@ def download_file(spec: RemoteFile, folder: str | os.PathLike, *, timeout: float
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the data folder {folder}: {exc}") from exc
+    with _exclusive(folder):
+        if dest.exists():  # another process (a torchrun rank) fetched it meanwhile
+            return download_file(spec, folder, timeout=timeout, progress=progress)
+        return _download_locked(spec, folder, dest, timeout, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """Hold an exclusive lock on ``folder`` (POSIX flock on the directory), so that
+    processes started together (torchrun ranks) download a file once."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # Windows, or a folder that cannot be opened
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _download_locked(spec: RemoteFile, folder: Path, dest: Path, timeout: float, progress: bool) -> Path:
     part = folder / (spec.name + ".part")
     failures = []
     for url in spec.urls:
@@ -160,16 +185,3 @@ def download_file(spec: RemoteFile, folder: str | os.PathLike, *, timeout: float
         return dest
     kept = f"\n  (the partial file {part} is kept; the next attempt resumes it)" if part.exists() else ""
     raise DataError(f"could not download {spec.name} into {folder}/:\n  " + "\n  ".join(failures) + kept)
-
-
-def copy_into(src: str | os.PathLike, spec: RemoteFile, folder: str | os.PathLike) -> Path:
-    """Install a file obtained by hand: check it, then copy it atomically into place."""
-    problem = verify_file(src, spec)
-    if problem is not None:
-        raise DataError(f"{src} is not {spec.name}: {problem}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (spec.name + ".part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, folder / spec.name)
-    return folder / spec.name

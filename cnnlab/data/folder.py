@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from cnnlab.data.augment import BatchPipeline
+from cnnlab.data.augment import BatchPipeline, rrc_fallback
 from cnnlab.data.core import DataError, DatasetInfo, generator, mix_seed
 from cnnlab.data.loader import Loader, _input_size
 
@@ -140,6 +140,8 @@ def load_image_folder(base: DatasetInfo, split: str, *, root=None, image_size=No
         image_size = base.image_size
     elif isinstance(image_size, int):
         image_size = (image_size, image_size)
+    if not (len(tuple(image_size)) == 2 and all(isinstance(v, int) and v >= 1 for v in image_size)):
+        raise DataError(f"image_size must be an integer or (height, width), got {image_size!r}")
     info = replace(base, num_classes=len(classes), classes=list(classes), image_size=tuple(image_size))
     return FolderDataset(samples, classes, info, split, str(root_path))
 
@@ -170,13 +172,7 @@ def _rrc_box(w: int, h: int, scale, ratio, rng: random.Random) -> tuple[int, int
         cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if 0 < cw <= w and 0 < ch <= h:
             return rng.randint(0, w - cw), rng.randint(0, h - ch), cw, ch
-    in_ratio = w / h
-    if in_ratio < ratio[0]:
-        cw, ch = w, round(w / ratio[0])
-    elif in_ratio > ratio[1]:
-        ch, cw = h, round(h * ratio[1])
-    else:
-        cw, ch = w, h
+    ch, cw = rrc_fallback(h, w, ratio)
     return (w - cw) // 2, (h - ch) // 2, cw, ch
 
 

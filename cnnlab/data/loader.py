@@ -22,10 +22,12 @@ from typing import Iterator
 
 import torch
 
-from cnnlab.data.augment import AugmentConfig, BatchPipeline
+from cnnlab.data.augment import AugmentConfig, BatchPipeline, adapt_size, size_plan
 from cnnlab.data.core import DataError, InMemoryDataset, generator
 
 __all__ = ["make_loader", "Loader", "InMemoryLoader", "shard_indices"]
+
+PREADAPT_BYTES = 1 << 30  # in-memory datasets resized once up front when the result fits this
 
 
 def shard_indices(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int, equal: bool) -> torch.Tensor:
@@ -58,6 +60,8 @@ class Loader:
             raise DataError(f"world_size must be a positive integer, got {world_size!r}")
         if not isinstance(rank, int) or not 0 <= rank < world_size:
             raise DataError(f"rank must be in [0, {world_size}), got {rank!r}")
+        if n == 0:
+            raise DataError("the dataset is empty")
         if n < world_size:
             raise DataError(f"{n} samples cannot be shared among {world_size} ranks")
         self.n, self.batch_size, self.train = n, batch_size, bool(train)
@@ -112,8 +116,16 @@ class InMemoryLoader(Loader):
         native = tuple(dataset.images.shape[1:])
         self.input_size = _input_size(input_size, native)
         pca = dataset.pca() if (train and augment is not None and augment.pca_lighting) else None
+        images = dataset.images
+        rrc = train and augment is not None and augment.random_resized_crop
+        plan = size_plan(native[1:], self.input_size[1:], resize)
+        if plan != "none" and not rrc and len(images) * native[0] * math.prod(self.input_size[1:]) <= PREADAPT_BYTES:
+            # Resizing/padding is deterministic: do it once, not every batch (stored as
+            # uint8 after rounding, as a resize of PIL images would be).
+            images = _adapt_all(images, self.input_size[1:], plan, self.device)
+            native = (native[0], *self.input_size[1:])
         self.pipeline = BatchPipeline(native, self.input_size, info.mean, info.std, augment, self.device, resize, pca)
-        self.images = dataset.images.to(self.device)
+        self.images = images.to(self.device)
         self.labels = dataset.labels.to(self.device)
         self.classes = list(dataset.classes)
 
@@ -124,6 +136,15 @@ class InMemoryLoader(Loader):
             x = self.images.index_select(0, idx)
             y = self.labels.index_select(0, idx)
             yield self.pipeline(x, self.train, g), y
+
+
+def _adapt_all(images: torch.Tensor, size, plan: str, device: torch.device, chunk: int = 2048) -> torch.Tensor:
+    out = torch.empty(len(images), images.shape[1], *size, dtype=torch.uint8, device=device)
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].to(device)
+        x = adapt_size(x.float() if plan == "resize" else x, size, plan)
+        out[i:i + chunk] = x.round().clamp_(0, 255).to(torch.uint8) if x.is_floating_point() else x
+    return out
 
 
 def _input_size(input_size, native: tuple[int, int, int]) -> tuple[int, int, int]:

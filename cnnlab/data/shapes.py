@@ -73,11 +73,11 @@ def _affine(cos, sin, cx, cy, su, sv) -> torch.Tensor:
 @functools.lru_cache(maxsize=4)
 def _templates(res: int, num_classes: int) -> torch.Tensor:
     """Anti-aliased masks (K, 1, res, res) of the shapes, covering local [-_EXTENT, _EXTENT]."""
-    s = res * 4
+    s = res * 2
     c = ((torch.arange(s, dtype=torch.float32) + 0.5) / s * 2 - 1) * _EXTENT
     v, u = torch.meshgrid(-c, c, indexing="ij")  # v points up
     masks = torch.stack([_inside(SHAPE_CLASSES[k], u, v).float() for k in range(num_classes)])
-    return F.avg_pool2d(masks[:, None], 4)
+    return F.avg_pool2d(masks[:, None], 2)
 
 
 def _sample(templates: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
@@ -85,19 +85,20 @@ def _sample(templates: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Te
     return F.grid_sample(templates, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _chunk(n: int, start: int, size: int, num_classes: int, g: torch.Generator) -> torch.Tensor:
-    """Draw images ``start .. start+n`` as float (n, 3, size, size) in [0, 1]."""
+def _chunk(n: int, start: int, size: int, num_classes: int, g: torch.Generator, full: int) -> torch.Tensor:
+    """Draw images ``start .. start+n`` as float (n, 3, size, size) in [0, 1]. The random
+    draws are made for a ``full`` chunk, so image ``i`` does not depend on ``n``."""
     labels = torch.arange(start, start + n) % num_classes
     # per-image parameters, all drawn first in a fixed order
-    centre = torch.rand(n, 2, generator=g) * 0.9 - 0.45  # in [-1, 1] image coordinates
-    radius = 0.28 + torch.rand(n, generator=g) * 0.22
-    angle = torch.rand(n, generator=g) * (2 * math.pi)
-    bg = torch.rand(n, 3, generator=g) * 0.8 + 0.1
-    fg = torch.remainder(bg + 0.5 + (torch.rand(n, 3, generator=g) - 0.5) * 0.3, 1.0)
-    field = torch.randn(n, 3, 4, 4, generator=g) * 0.12
-    seg = torch.rand(n, _SEGMENTS, 4, generator=g) * 2 - 1  # endpoints (x0, y0, x1, y1)
-    seg_col = torch.rand(n, _SEGMENTS, 3, generator=g)
-    noise = torch.randn(n, 3, size, size, generator=g) * 0.03
+    centre = torch.rand(full, 2, generator=g)[:n] * 0.9 - 0.45  # in [-1, 1] image coordinates
+    radius = 0.28 + torch.rand(full, generator=g)[:n] * 0.22
+    angle = torch.rand(full, generator=g)[:n] * (2 * math.pi)
+    bg = torch.rand(full, 3, generator=g)[:n] * 0.8 + 0.1
+    fg = torch.remainder(bg + 0.5 + (torch.rand(full, 3, generator=g)[:n] - 0.5) * 0.3, 1.0)
+    field = torch.randn(full, 3, 4, 4, generator=g)[:n] * 0.12
+    seg = torch.rand(full, _SEGMENTS, 4, generator=g)[:n] * 2 - 1  # endpoints (x0, y0, x1, y1)
+    seg_col = torch.rand(full, _SEGMENTS, 3, generator=g)[:n]
+    noise = torch.randn(full, 3, size, size, generator=g)[:n] * 0.03
 
     img = bg[:, :, None, None] + F.interpolate(field, size=(size, size), mode="bilinear", align_corners=False)
     # clutter: thin line segments, each an affine image of a unit bar
@@ -140,6 +141,6 @@ def make_shapes(num_samples: int, image_size: int = 32, num_classes: int = 10, s
     for k, start in enumerate(range(0, num_samples, chunk)):
         n = min(chunk, num_samples - start)
         g = generator("shapes", seed, split, image_size, num_classes, k)
-        images[start:start + n] = _chunk(n, start, image_size, num_classes, g).mul_(255).round_().to(torch.uint8)
+        images[start:start + n] = _chunk(n, start, image_size, num_classes, g, chunk).mul_(255).round_().to(torch.uint8)
     labels = torch.arange(num_samples) % num_classes
     return images, labels

@@ -235,14 +235,14 @@ def _cifar_densenet_bc(name: str, **kwargs) -> DenseNet:
     return DenseNet(growth_rate, (n, n, n), 2 * growth_rate, stem="cifar", **kwargs)
 
 
-_TV = "torchvision reference manifest (tests/reference/{}.json); accuracy: torchvision model card"
+_TV = "params, MACs: torchvision reference manifest (tests/reference/{}.json); accuracy: torchvision model card"
 
 
-def _imagenet(params: int, top1: float, top5: float, name: str) -> dict:
+def _imagenet(params: int, macs: int, top1: float, top5: float, name: str) -> dict:
     return dict(
         family="densenet", paper=PAPER, input_size=(3, 224, 224), min_input_size=29,
         dataset="imagenet", layout="torchvision",
-        published=Published(params=params, params_exact=True, top1=top1, top5=top5,
+        published=Published(params=params, params_exact=True, macs=macs, top1=top1, top5=top5,
                             dataset="ImageNet-1k val (single crop)", source=_TV.format(name)),
     )
 
@@ -257,25 +257,25 @@ def _cifar(params: int, error: float, exact: bool = False, source: str = _TABLE2
     )
 
 
-@register_model(**_imagenet(7_978_856, 74.43, 91.97, "densenet121"))
+@register_model(**_imagenet(7_978_856, 2_834_161_664, 74.43, 91.97, "densenet121"))
 def densenet121(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> DenseNet:
     """DenseNet-121 (k=32, blocks 6-12-24-16), torchvision layout."""
     return _imagenet_densenet("densenet121", num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(**_imagenet(14_149_480, 75.60, 92.81, "densenet169"))
+@register_model(**_imagenet(14_149_480, 3_359_843_328, 75.60, 92.81, "densenet169"))
 def densenet169(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> DenseNet:
     """DenseNet-169 (k=32, blocks 6-12-32-32), torchvision layout."""
     return _imagenet_densenet("densenet169", num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(**_imagenet(20_013_928, 76.90, 93.37, "densenet201"))
+@register_model(**_imagenet(20_013_928, 4_291_365_888, 76.90, 93.37, "densenet201"))
 def densenet201(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> DenseNet:
     """DenseNet-201 (k=32, blocks 6-12-48-32), torchvision layout."""
     return _imagenet_densenet("densenet201", num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(**_imagenet(28_681_000, 77.14, 93.56, "densenet161"))
+@register_model(**_imagenet(28_681_000, 7_727_907_072, 77.14, 93.56, "densenet161"))
 def densenet161(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> DenseNet:
     """DenseNet-161 (k=48, blocks 6-12-36-24, 96 stem channels), torchvision layout."""
     return _imagenet_densenet("densenet161", num_classes=num_classes, in_chans=in_chans, **kwargs)

@@ -29,10 +29,12 @@ checkpoints load with ``load_state_dict(strict=True)``.
 Where the reference layouts (which the checkpoints need) differ from the papers, this
 file follows the references and says so next to the table concerned. The summary:
 
-* Inception-v3 (torchvision): the stem is conv 3x3 stride 2, 3x3, 3x3, maxpool, 1x1 80,
-  3x3 192, maxpool, whereas Table 1 of the paper lists a 3x3 conv where the 1x1 80 is and
-  no pooling in between; the 17x17 auxiliary head has BatchNorm. Its 3x3 average pools
-  count the zero padding (PyTorch's default), unlike TensorFlow's.
+* Inception-v3 (torchvision, as Google released it): after the first max pool the stem
+  is 1x1 80 -> 3x3 192 -> maxpool, where the paper's Table 1 lists 3x3 80 -> 3x3/2 192
+  -> 3x3 288; the 35x35 blocks keep a 5x5 branch next to the double 3x3 one (Fig. 5 has
+  only the latter); the auxiliary head batch-normalizes its convs but not its FC layer
+  (the paper's "BN-auxiliary" normalizes the FC too). Its 3x3 average pools count the
+  zero padding (PyTorch's default), unlike TensorFlow's.
 * Inception-v4 (timm, ported from TF-slim): in the stem's 7x7 branch and in blocks B and
   C the order of the asymmetric convolutions differs from the paper's figures (1x7 before
   7x1 in the stem, 7x1 before 1x7 in B's double branch, 3x1 before 1x3 in C). No
@@ -47,6 +49,7 @@ file follows the references and says so next to the table concerned. The summary
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -170,45 +173,43 @@ class MixedBlock(nn.Module):
         if naming not in ("timm", "torchvision"):
             raise ValueError(f"naming must be 'timm' or 'torchvision', got {naming!r}")
         self.in_chs = in_chs
-        self._plan: list[tuple[list[str], list[str]]] = []  # per branch: chain, leaves
-        out_chs = 0
+        self._plan: list[tuple[list[str], list[str]]] = []  # per branch: chain keys, leaf keys
+        self.out_chs = 0
         for name, text in table:
             try:
                 text = text.format(**widths)
             except KeyError as err:
                 raise ValueError(f"branch {name!r} needs the width {err.args[0]!r}") from None
-            chain, leaves = _parse_branch(text)
-            chs = in_chs
-            modules: list[tuple[str, nn.Module]] = []
-            flat = naming == "torchvision" or bool(leaves)
-            first = 1 if naming == "torchvision" else 0
-            numbered = sum(layer.kind == "conv" for layer in chain) + bool(leaves) > 1
-            index = first
-            for layer in chain:
-                if layer.kind == "conv" and numbered:
-                    key = f"{name}_{index}"
-                elif layer.kind == "conv" or not flat:
-                    key = name
-                else:
-                    key = f"{name}_{layer.kind}"
-                index += layer.kind == "conv"
-                modules.append((key, layer.build(chs)))
-                chs = layer.out_chs(chs)
-            if flat:
-                for key, module in modules:
-                    self.add_module(key, module)
-                steps = [key for key, _ in modules]
+            self.out_chs += self._add_branch(name, text, naming)
+
+    def _add_branch(self, name: str, text: str, naming: str) -> int:
+        """Register one branch's modules under the layout's names; return its width."""
+        chain, leaves = _parse_branch(text)
+        flat = naming == "torchvision" or bool(leaves)
+        numbered = sum(layer.kind == "conv" for layer in chain) + bool(leaves) > 1
+        index = 1 if naming == "torchvision" else 0
+        chs = self.in_chs
+        modules: list[tuple[str, nn.Module]] = []
+        for layer in chain:
+            if layer.kind == "conv":
+                key = f"{name}_{index}" if numbered else name
+                index += 1
             else:
-                self.add_module(name, modules[0][1] if len(modules) == 1
-                                else nn.Sequential(*(m for _, m in modules)))
-                steps = [name]
-            leaf_keys = []
-            for letter, leaf in zip("abcdefgh", leaves):
-                leaf_keys.append(f"{name}_{index}{letter}")
-                self.add_module(leaf_keys[-1], leaf.build(chs))
-            out_chs += sum(leaf.width for leaf in leaves) if leaves else chs
-            self._plan.append((steps, leaf_keys))
-        self.out_chs = out_chs
+                key = f"{name}_{layer.kind}" if flat else name
+            modules.append((key, layer.build(chs)))
+            chs = layer.out_chs(chs)
+        if flat:
+            for key, module in modules:
+                self.add_module(key, module)
+            steps = [key for key, _ in modules]
+        else:
+            self.add_module(name, modules[0][1] if len(modules) == 1 else nn.Sequential(*(m for _, m in modules)))
+            steps = [name]
+        leaf_keys = [f"{name}_{index}{letter}" for letter in string.ascii_lowercase[:len(leaves)]]
+        for key, leaf in zip(leaf_keys, leaves):
+            self.add_module(key, leaf.build(chs))
+        self._plan.append((steps, leaf_keys))
+        return sum(leaf.width for leaf in leaves) if leaves else chs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
@@ -252,8 +253,7 @@ class ResidualMixedBlock(MixedBlock):
 class InceptionAux(nn.Module):
     """Inception-v3's auxiliary classifier on the 17x17 grid (torchvision layout):
     avgpool 5x5/3 -> conv 1x1 128 -> conv 5x5 768 -> global pool -> FC. The paper
-    (Section 4) describes it as a regularizer; with BatchNorm in it, as here, the
-    paper's best model ("Inception-v3") is the one with a batch-normalized aux head."""
+    (Section 4) finds it acts as a regularizer rather than speeding up convergence."""
 
     def __init__(self, in_chs: int, num_classes: int):
         super().__init__()
@@ -418,10 +418,19 @@ IRV2_REDUCTION_A = dict(k=256, l=256, m=384, n=384)  # paper Table 1
 IRV2_DEPTHS = (10, 20, 10)  # TF-slim / timm; the paper's Fig. 15 has 5, 10, 5
 IRV2_SCALES = (0.17, 0.10, 0.20)  # TF-slim / timm; the paper: "between 0.1 and 0.3"
 
+# Without an auxiliary head the smallest input is 75 for all three networks: their
+# valid convs and stride-2 reductions take 75 -> 37 -> 35 -> 17 -> 15 -> 7 -> 3 -> 1.
+MIN_INPUT_SIZE = 75
+
 
 # ----------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------
+
+def _new_linear(old: nn.Linear, num_classes: int) -> nn.Linear:
+    """A fresh classifier with ``old``'s input width, device and dtype."""
+    return nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+
 
 class _InceptionNet(CnnModel):
     """What the three networks share: input checks and the head (global average pool
@@ -470,9 +479,7 @@ class _InceptionNet(CnnModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        old = self.get_classifier()
-        self.add_module(self.classifier_name, nn.Linear(self.num_features, num_classes,
-                                                        device=old.weight.device))
+        self.add_module(self.classifier_name, _new_linear(self.get_classifier(), num_classes))
 
 
 class InceptionV3(_InceptionNet):
@@ -491,7 +498,7 @@ class InceptionV3(_InceptionNet):
     # The auxiliary head needs a 17 x 17 grid after Mixed_6e, which takes a 299 input;
     # without it, 75 is the smallest that reaches the 1 x 1 x 2048 features.
     MIN_SIZE_WITH_AUX = 299
-    MIN_SIZE_WITHOUT_AUX = 75
+    MIN_SIZE_WITHOUT_AUX = MIN_INPUT_SIZE
     _min_input_size = MIN_SIZE_WITH_AUX  # the registry stamps its figure over this
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = True,
@@ -560,8 +567,7 @@ class InceptionV3(_InceptionNet):
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
         if self.AuxLogits is not None:
-            fc = self.AuxLogits.fc
-            self.AuxLogits.fc = nn.Linear(fc.in_features, num_classes, device=fc.weight.device)
+            self.AuxLogits.fc = _new_linear(self.AuxLogits.fc, num_classes)
 
 
 class InceptionV4(_InceptionNet):
@@ -657,21 +663,26 @@ V4_PAPER = Paper(
     arxiv="1602.07261",
     venue="AAAI 2017",
 )
-_ACCURACY = "accuracy: Szegedy et al. 2016 (arXiv:1602.07261) Table 2, single crop, single model"
-_DATASET = "ImageNet (ILSVRC-2012 val, non-blacklisted subset)"
+
+
+def _published(params: int, macs: int, top1: float, top5: float, reference: str) -> Published:
+    return Published(
+        params=params, params_exact=True, macs=macs, top1=top1, top5=top5,
+        dataset="ImageNet (ILSVRC-2012 val, non-blacklisted subset)",
+        source=f"params/MACs: {reference} (tests/reference); accuracy: Szegedy et al. 2016 "
+               "(arXiv:1602.07261) Table 2, single crop, single model",
+    )
+
+
+_COMMON = dict(family="inception", input_size=(3, 299, 299), dataset="imagenet")
 
 
 @register_model(
-    family="inception",
+    **_COMMON,
     paper=V3_PAPER,
-    input_size=(3, 299, 299),
-    # 299 is also the smallest size at which the auxiliary head runs in training mode;
-    # without the head 75 suffices (see InceptionV3).
+    # The auxiliary head needs 299 in training mode (see InceptionV3).
     min_input_size=InceptionV3.MIN_SIZE_WITH_AUX,
-    dataset="imagenet",
-    published=Published(params=27_161_264, params_exact=True, macs=5_713_216_096, top1=78.8, top5=94.4,
-                        dataset=_DATASET,
-                        source=f"params/MACs: torchvision inception_v3 (tests/reference); {_ACCURACY}"),
+    published=_published(27_161_264, 5_713_216_096, 78.8, 94.4, "torchvision inception_v3"),
     aux_loss_weights=(InceptionV3.AUX_LOSS_WEIGHT,),
     layout="torchvision",
 )
@@ -683,14 +694,10 @@ def inception_v3(*, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool
 
 
 @register_model(
-    family="inception",
+    **_COMMON,
     paper=V4_PAPER,
-    input_size=(3, 299, 299),
-    min_input_size=75,
-    dataset="imagenet",
-    published=Published(params=42_679_816, params_exact=True, macs=12_253_974_624, top1=80.0, top5=95.0,
-                        dataset=_DATASET,
-                        source=f"params/MACs: timm inception_v4 (tests/reference); {_ACCURACY}"),
+    min_input_size=MIN_INPUT_SIZE,
+    published=_published(42_679_816, 12_253_974_624, 80.0, 95.0, "timm inception_v4"),
     layout="timm",
 )
 def inception_v4(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> InceptionV4:
@@ -699,14 +706,10 @@ def inception_v4(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float
 
 
 @register_model(
-    family="inception",
+    **_COMMON,
     paper=V4_PAPER,
-    input_size=(3, 299, 299),
-    min_input_size=75,
-    dataset="imagenet",
-    published=Published(params=55_843_464, params_exact=True, macs=13_155_794_016, top1=80.1, top5=95.1,
-                        dataset=_DATASET,
-                        source=f"params/MACs: timm inception_resnet_v2 (tests/reference); {_ACCURACY}"),
+    min_input_size=MIN_INPUT_SIZE,
+    published=_published(55_843_464, 13_155_794_016, 80.1, 95.1, "timm inception_resnet_v2"),
     layout="timm",
 )
 def inception_resnet_v2(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,

@@ -9,7 +9,9 @@ The filter count F is doubled at each reduction; "N @ P" names a model by N and 
 width P = 24 F of the penultimate layer (the last normal cell concatenates 6 states
 of 4 F channels).
 
-Variants (the paper's Tables 1-3; drop-path and dropout as in the reference code):
+Variants (the paper's Tables 1-3; drop-path, dropout, batch-norm epsilon and the h1
+wiring after a reduction as in the reference code, tensorflow/models
+research/slim/nets/nasnet, whose configs are tabulated in ``VARIANTS``):
 
 | name            | stem                        | N | P    | F   | input | padding   |
 | --------------- | --------------------------- | - | ---- | --- | ----- | --------- |
@@ -135,13 +137,14 @@ class NASNet(CnnModel):
         drop_rate: dropout before the classifier.
         drop_path_rate: the drop-path probability of the last cell (linear in depth).
         aux_head / aux_grid: build the auxiliary classifier; its conv's kernel size.
+        bn_eps: batch-norm epsilon of every BN (reference code: 1e-3 ImageNet, 1e-5 CIFAR).
     """
 
     def __init__(self, *, normal: Genotype = NASNET_A_NORMAL, reduction: Genotype = NASNET_A_REDUCTION,
                  filters: int = 168, cells_per_stage: int = 6, stem: str = "imagenet", stem_chs: int = 96,
                  skip_reduction_input: bool = True, pad_type: str = "same", num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 aux_head: bool = False, aux_grid: int = 4):
+                 aux_head: bool = False, aux_grid: int = 4, bn_eps: float = BN_EPS):
         super().__init__()
         if normal.reduction or not reduction.reduction:
             raise ValueError("`normal` must be a normal-cell genotype and `reduction` a reduction-cell genotype")
@@ -199,6 +202,8 @@ class NASNet(CnnModel):
             in_chs, lvl0 = feats[i0]
             prev_chs = None if i1 is None else feats[i1][0]
             prev_reduced = i1 is not None and feats[i1][1] < lvl0
+            if i1 is not None and feats[i1][1] < lvl0 - 1:
+                raise ValueError(f"{name}: h1 is more than one reduction behind h0; the cell cannot match it")
             base = drop_path_rate * (k + 1) / len(cells)
             cell = Cell(genotype, in_chs, prev_chs, width, prev_reduced, pad_type, drop_prob=base)
             self.add_module(name, cell)
@@ -224,6 +229,9 @@ class NASNet(CnnModel):
             aux_chs = feats[[n for n, _, _ in self._plan].index(aux_after) + 1][0]
             self.aux_head = AuxHead(aux_chs, num_classes, aux_grid)
             self.aux_loss_weights = (AUX_LOSS_WEIGHT,)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps = bn_eps
 
     # -- drop path ---------------------------------------------------------------------
     def set_drop_path_progress(self, progress: float) -> None:
@@ -270,16 +278,18 @@ class NASNet(CnnModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = check_num_classes(num_classes)
-        self.last_linear = nn.Linear(self.num_features, num_classes)
+        device = self.last_linear.weight.device  # the new layers live where the model does
+        self.last_linear = nn.Linear(self.num_features, num_classes, device=device)
         if self.aux_head is not None:
-            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes)
+            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes, device=device)
 
 
 def timm_to_cnnlab_state_dict(state_dict: dict) -> dict:
     """Map a timm ``nasnetalarge`` state_dict onto cnnlab's ``nasnetalarge``.
 
-    cnnlab builds NASNet-A with timm's module names, so the mapping is the identity
-    on keys; it only drops what cnnlab has no counterpart for and says so.
+    cnnlab builds NASNet-A with timm's module names, so keys and shapes already agree
+    one-to-one and the mapping is the identity; it exists so that loading code does not
+    need to know that, and it rejects keys that cannot come from timm's NASNet.
     """
     out = dict(state_dict)
     unknown = [k for k in out if k.split(".")[0] not in _TIMM_TOP_LEVEL and not k.startswith(("cell_", "reduction_cell_"))]
@@ -305,13 +315,15 @@ class _Variant:
     drop_rate: float  # 1 - dense_dropout_keep_prob of the reference configs
     drop_path_rate: float  # 1 - drop_path_keep_prob of the reference configs
     aux_grid: int  # side of the aux head's pooled map at the default input
+    bn_eps: float
 
 
-#                        stem        stem_chs F   N  padding      skip   drop drop_path aux
+# Values from the reference code's configs (tensorflow/models, research/slim/nets/nasnet).
+#                         stem      stem_chs F   N  padding      skip   drop drop_path aux bn_eps
 VARIANTS = {
-    "nasnetalarge": _Variant("imagenet", 96, 168, 6, "same", True, 0.5, 0.3, 6),
-    "nasnetamobile": _Variant("imagenet", 32, 44, 4, "symmetric", False, 0.5, 0.0, 4),
-    "nasnet_cifar": _Variant("cifar", 96, 32, 6, "symmetric", True, 0.0, 0.4, 4),
+    "nasnetalarge": _Variant("imagenet", 96, 168, 6, "same", True, 0.5, 0.3, 6, 1e-3),
+    "nasnetamobile": _Variant("imagenet", 32, 44, 4, "symmetric", False, 0.5, 0.0, 4, 1e-3),
+    "nasnet_cifar": _Variant("cifar", 96, 32, 6, "symmetric", False, 0.0, 0.4, 4, 1e-5),
 }
 
 
@@ -319,7 +331,7 @@ def _create(name: str, **kwargs) -> NASNet:
     v = VARIANTS[name]
     args = dict(stem=v.stem, stem_chs=v.stem_chs, filters=v.filters, cells_per_stage=v.cells_per_stage,
                 pad_type=v.pad_type, skip_reduction_input=v.skip_reduction_input, drop_rate=v.drop_rate,
-                drop_path_rate=v.drop_path_rate, aux_grid=v.aux_grid)
+                drop_path_rate=v.drop_path_rate, aux_grid=v.aux_grid, bn_eps=v.bn_eps)
     args.update(kwargs)
     return NASNet(**args)
 

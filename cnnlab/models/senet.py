@@ -163,9 +163,9 @@ class SENet(CnnModel):
 @register_model(
     family="senet", paper=PAPER, input_size=(3, 224, 224), min_input_size=3, dataset="imagenet",
     layout="timm",
-    published=Published(params=115_088_984, params_exact=True, top1=81.32, top5=95.53,
+    published=Published(params=115_088_984, params_exact=True, macs=20_688_363_520, top1=81.32, top5=95.53,
                         dataset="ImageNet-1k val (224, single crop)",
-                        source="params: timm legacy_senet154 manifest (tests/reference/senet154.json); "
+                        source="params, MACs: timm legacy_senet154 manifest (tests/reference/senet154.json); "
                                "accuracy: Hu et al. 2018, Table 8 (18.68/4.47 top-1/top-5 err)"),
 )
 def senet154(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> SENet:

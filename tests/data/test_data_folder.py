@@ -1,0 +1,110 @@
+"""imagefolder: PNG folders made in the test, decoded by worker processes."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.data import AugmentConfig, DataError, load_dataset, make_loader
+from cnnlab.data.folder import decode_image
+
+COLOURS = {"blue": (0, 0, 255), "green": (0, 200, 0), "red": (255, 0, 0)}
+
+
+def _make_folder(root, per_class=5, size=(20, 30)):
+    for k, (name, rgb) in enumerate(COLOURS.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            img = np.zeros((size[0] + i, size[1], 3), np.uint8)
+            img[:] = rgb
+            img[0, 0] = (i, k, 7)  # make each file unique
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory):
+    return _make_folder(tmp_path_factory.mktemp("photos"), per_class=10)
+
+
+def test_classes_and_stratified_holdout(flat):
+    train = load_dataset("imagefolder", root=flat, image_size=16)
+    test = load_dataset("imagefolder", "test", root=flat, image_size=16)
+    assert train.classes == ["blue", "green", "red"] and train.info.num_classes == 3
+    assert len(train) == 27 and len(test) == 3  # 10% of each class
+    assert torch.bincount(test.labels).tolist() == [1, 1, 1]
+    assert not {p for p, _ in train.samples} & {p for p, _ in test.samples}
+    assert train.info.image_size == (16, 16)
+
+
+def test_split_folders_are_used(tmp_path):
+    _make_folder(tmp_path / "train", per_class=3)
+    _make_folder(tmp_path / "val", per_class=2)
+    train = load_dataset("imagefolder", root=tmp_path)
+    val = load_dataset("imagefolder", "test", root=tmp_path)
+    assert (len(train), len(val)) == (9, 6)
+    assert all("/val/" in p for p, _ in val.samples)
+
+
+def test_loader_decodes_colours_in_workers(flat):
+    test = load_dataset("imagefolder", "test", root=flat, image_size=12)
+    loader = make_loader(test, batch_size=3, train=False, num_workers=2)
+    x, y = next(iter(loader))
+    assert x.shape == (3, 3, 12, 12) and y.tolist() == [0, 1, 2]
+    mean, std = torch.tensor(test.info.mean), torch.tensor(test.info.std)
+    rgb = (x[:, :, 6, 6] * std + mean) * 255  # undo the normalisation at the centre pixel
+    expected = torch.tensor([COLOURS["blue"], COLOURS["green"], COLOURS["red"]], dtype=torch.float32)
+    assert torch.allclose(rgb, expected, atol=1.0)
+
+
+def test_training_loader_is_deterministic_across_worker_counts(flat):
+    train = load_dataset("imagefolder", root=flat, image_size=16)
+    aug = AugmentConfig(random_resized_crop=True, flip=True)
+    runs = []
+    for workers in (0, 2):
+        loader = make_loader(train, batch_size=8, train=True, augment=aug, seed=4, num_workers=workers)
+        loader.set_epoch(1)
+        runs.append([(x, y) for x, y in loader])
+    assert len(runs[0]) == len(runs[1]) == 3
+    for (xa, ya), (xb, yb) in zip(*runs):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_decode_resizes_and_centre_crops(tmp_path):
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[:, 20:60] = 255  # a white middle half
+    Image.fromarray(img).save(tmp_path / "wide.png")
+    out = decode_image(str(tmp_path / "wide.png"), (20, 20))  # shorter side -> 20, centre crop
+    assert out.shape == (3, 20, 20) and out.dtype == torch.uint8
+    assert (out[:, :, 2:18] == 255).all()  # the centre 20x20 of the 20x40 resize is inside the white band
+    rrc = decode_image(str(tmp_path / "wide.png"), (10, 10), rrc=((0.5, 1.0), (3 / 4, 4 / 3)), sample_seed=3)
+    assert rrc.shape == (3, 10, 10)
+
+
+def test_channel_adaptation_to_grayscale(flat):
+    test = load_dataset("imagefolder", "test", root=flat, image_size=8)
+    x, _ = next(iter(make_loader(test, batch_size=3, train=False, num_workers=0, input_size=(1, 8, 8))))
+    assert x.shape == (3, 1, 8, 8)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="root="):
+        load_dataset("imagefolder")
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("imagefolder", root=tmp_path / "nope")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "loose.png")
+    with pytest.raises(DataError, match="loose images"):
+        load_dataset("imagefolder", root=tmp_path)
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "cls" / "ok.png").write_bytes((tmp_path / "loose.png").read_bytes())
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=4)
+    with pytest.raises(DataError, match="cannot decode image .*broken.png"):
+        list(make_loader(ds, batch_size=2, train=False, num_workers=0))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="without images"):
+        load_dataset("imagefolder", root=tmp_path)
+
+
+def test_bad_image_size(flat):
+    with pytest.raises(DataError, match="image_size"):
+        load_dataset("imagefolder", root=flat, image_size=(0, 8))
