@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.train import distributed
+from cnnlab.train import distributed, optim
 from cnnlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.recipes import Recipe, default_dataset, get_recipe, recipe_for_model
@@ -84,14 +84,11 @@ def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, recipe: Recipe) -> optim.Optimizer:
     groups = _param_groups(model, recipe)
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
-    betas = (recipe.momentum, 0.999)
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=recipe.lr, betas=betas)
-    return torch.optim.AdamW(groups, lr=recipe.lr, betas=betas)
+        return optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    return optim.Adam(groups, lr=recipe.lr, betas=(recipe.momentum, 0.999), decoupled=recipe.optimizer == "adamw")
 
 
 def _git_commit() -> str | None:

@@ -1,4 +1,6 @@
 """`cnnlab train` flags reach the run; `cnnlab eval` and `cnnlab predict` read its checkpoint."""
+import contextlib
+import io
 import json
 
 import pytest
@@ -16,8 +18,11 @@ SMALL_RUN = ["--dataset", "digits", "--image-size", "8", "--train-samples", "128
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "2", "--lr", "0.05", "--milestones", "0.5",
-                 "--no-flip", "--label-smoothing", "0.1", "--tracker", "jsonl", "--out", str(out)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "2", "--lr", "0.05", "--milestones", "0.5",
+                     "--no-flip", "--label-smoothing", "0.1", "--tracker", "jsonl", "--out", str(out)]) == 0
+    (out / "printed.txt").write_text(printed.getvalue())
     return out
 
 
@@ -32,13 +37,15 @@ def test_flags_override_the_recipe_and_the_rest_comes_from_the_model(run, capsys
     assert [r["lr"] for r in epochs if r.get("kind") == "epoch"] == pytest.approx([0.05, 0.005])
 
 
-def test_cli_train_prints_the_test_accuracy_and_json(tmp_path, capsys):
-    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
-    out = capsys.readouterr().out
-    assert "resnet20 on digits: test accuracy" in out and "%" in out
-    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "1", "--out", str(tmp_path / "b"), "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert results["model"] == "resnet20" and results["world_size"] == 1
+def test_cli_train_prints_the_test_accuracy_and_json(run, tmp_path, capsys):
+    results = json.loads((run / "results.json").read_text())
+    line = (run / "printed.txt").read_text().strip().splitlines()[-1]
+    assert line.startswith(f"resnet20 on digits: test accuracy {100 * results['test']['top1']:.2f}%")
+    assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "1", "--train-samples", "32",
+                 "--out", str(tmp_path / "b"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "b" / "results.json").read_text())
+    assert printed["model"] == "resnet20" and printed["world_size"] == 1
     assert main(["train", "resnet20", *SMALL_RUN, "--epochs", "0", "--out", str(tmp_path / "c")]) == 2
     assert "epochs must be a positive integer" in capsys.readouterr().err
 
