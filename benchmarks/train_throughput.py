@@ -26,21 +26,12 @@ import torch  # noqa: E402
 
 from cnnlab import data as cdata  # noqa: E402
 from cnnlab.registry import create_model, model_info  # noqa: E402
+from cnnlab.train.env import cpu_model  # noqa: E402
 from cnnlab.train.loop import autocast, loss_fn, make_optimizer  # noqa: E402
 from cnnlab.train.recipes import recipe_for_model  # noqa: E402
 
 SETTINGS = (("fp32", "fp32", False), ("bf16", "bf16", False), ("channels-last", "fp32", True),
             ("bf16+channels-last", "bf16", True))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(name: str, device: torch.device, size: int, batch: int, precision: str, channels_last: bool,
