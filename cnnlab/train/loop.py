@@ -324,6 +324,9 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
     options = dict(cfg.data_options)
     if cfg.data_root is not None:
         options["root"] = cfg.data_root
+    if cfg.dataset == "imagefolder" and "root" not in options:
+        raise ValueError(f"{cfg.model} trains on an ImageNet-style image folder: give --data-root PATH (a folder "
+                         "of class subfolders), or another --dataset (shapes, cifar10, ...)")
     train_set = cdata.load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, download=cfg.download, **options)
     test_set = cdata.load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download, **options)
     train_set = _subset(train_set, cfg.train_samples, cfg.seed)
