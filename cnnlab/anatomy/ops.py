@@ -168,12 +168,20 @@ def is_view_or_inplace(func) -> bool:
     return bool(returns) and returns[0].alias_info is not None
 
 
+def is_view(func) -> bool:
+    """True when the op's first result is a view of an input (aliases it without writing)."""
+    returns = func._schema.returns
+    return bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
+
+
 def op_kind(func) -> str:
-    """``conv``/``linear``/... for counted ops, ``free`` or ``unknown``."""
+    """``conv``/``linear``/... for counted ops, ``free`` or ``unknown``. An in-place op is
+    free only when it is listed as such (``fill_``, ``copy_``): one that computes is unknown
+    until it is counted."""
     name = op_name(func)
     if name in _COSTS:
         return _COSTS[name][0]
-    if name in _FREE or is_view_or_inplace(func):
+    if name in _FREE or is_view(func):
         return "free"
     return "unknown"
 

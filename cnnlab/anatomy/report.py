@@ -338,13 +338,18 @@ class Anatomy:
         if b["layers"] >= 4:
             mem_type = max(b["memory_by_type_pct"].items(), key=lambda kv: kv[1], default=("", 0))
             par_type = max(b["params_by_type_pct"].items(), key=lambda kv: kv[1], default=("", 0))
+            def where(first: float, last: float) -> str:
+                return "mostly in early layers" if first > 50 else "mostly in late layers" if last > 50 else "spread out"
+
             lines.append(
-                f"Memory: {b['memory_first_quarter_pct']:.0f}% in the first quarter of the layers "
+                f"Memory is {where(b['memory_first_quarter_pct'], b['memory_last_quarter_pct'])}: "
+                f"{b['memory_first_quarter_pct']:.0f}% in the first quarter of the layers "
                 f"({b['first_quarter'][0]} .. {b['first_quarter'][1]}), {b['memory_last_quarter_pct']:.0f}% in the last; "
                 f"{mem_type[0]} layers hold {mem_type[1]:.0f}%; largest: {b['largest_memory']['name']} "
                 f"({b['largest_memory']['values']:,} values)")
             lines.append(
-                f"Params: {b['params_last_quarter_pct']:.0f}% in the last quarter of the layers "
+                f"Params are {where(b['params_first_quarter_pct'], b['params_last_quarter_pct'])}: "
+                f"{b['params_last_quarter_pct']:.0f}% in the last quarter of the layers "
                 f"({b['last_quarter'][0]} .. {b['last_quarter'][1]}), {b['params_first_quarter_pct']:.0f}% in the first; "
                 f"{par_type[0]} layers hold {par_type[1]:.0f}%; largest: {b['largest_params']['name']} "
                 f"({b['largest_params']['params']:,})")

@@ -147,7 +147,7 @@ class _Recorder(TorchDispatchMode):
         if rf is not None:
             self.fields[first] = rf
         # Views, in-place ops and ops on parameters alone (a weight transpose) get no row of their own.
-        if count or (not aliasing and (inputs or kind == "unknown")):
+        if count or kind == "unknown" or (not aliasing and inputs):
             row = self._row_for_op(name)
             if count:
                 row.ops[kind] += count
@@ -282,9 +282,8 @@ def trace_model(model: nn.Module, call, x: torch.Tensor) -> Trace:
             pass
         return t
 
-    recorder.fields[x] = rf_input(x.shape[-2], x.shape[-1]) if x.dim() >= 3 else None
-    if recorder.fields[x] is None:
-        del recorder.fields[x]
+    if x.dim() >= 3:
+        recorder.fields[x] = rf_input(x.shape[-2], x.shape[-1])
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with recorder:

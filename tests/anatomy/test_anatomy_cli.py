@@ -59,7 +59,7 @@ def test_summary_table(tiny, capsys):
     assert "features.0" in out and "30x30x8" in out  # lecture-style output volume H x W x C
     assert f"MACs per image: {_hand_macs():,}" in out
     assert "Receptive field" in out and "Coverage:" in out and "no unknown ops" in out
-    assert "Memory:" in out and "Params:" in out  # the where-is-it breakdown
+    assert "Memory is " in out and "Params are " in out  # the where-is-it breakdown
 
 
 def test_summary_depth_flops_and_input_size(tiny, capsys):
