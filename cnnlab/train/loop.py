@@ -166,6 +166,7 @@ class _Progress:
 
     def end_epoch(self, line: str) -> None:
         if self.bar is not None:
+            self.bar.refresh()  # the final loss / accuracy / throughput, however short the epoch
             self.bar.close()
             self.bar = None
         if self.mode != "none":
