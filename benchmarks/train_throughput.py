@@ -1,5 +1,8 @@
 """Training throughput (images/s) of resnet20 and resnet50 on `shapes`: fp32, bf16, channels-last.
 
+Wall-clock images/s depend on what else the machine runs; images per CPU-second (process
+time) do much less, and with --threads 1 they are what one idle core delivers.
+
 One training step = the trainer's own pieces (cnnlab.train.loop: autocast, loss, SGD
 step) on batches from cnnlab.data's loader, so the figure is what `cnnlab train`
 achieves minus evaluation and checkpointing. Each setting is warmed up, then timed
@@ -26,21 +29,12 @@ import torch  # noqa: E402
 
 from cnnlab import data as cdata  # noqa: E402
 from cnnlab.registry import create_model, model_info  # noqa: E402
+from cnnlab.train.env import cpu_model  # noqa: E402
 from cnnlab.train.loop import autocast, loss_fn, make_optimizer  # noqa: E402
 from cnnlab.train.recipes import recipe_for_model  # noqa: E402
 
 SETTINGS = (("fp32", "fp32", False), ("bf16", "bf16", False), ("channels-last", "fp32", True),
             ("bf16+channels-last", "bf16", True))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(name: str, device: torch.device, size: int, batch: int, precision: str, channels_last: bool,
@@ -71,12 +65,13 @@ def measure(name: str, device: torch.device, size: int, batch: int, precision: s
         step(*batches[i % len(batches)])
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(steps):
         step(*batches[i % len(batches)])
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - t0)
+    images = steps * batch
+    return images / (time.perf_counter() - t0), images / (time.process_time() - c0)
 
 
 def main() -> None:
@@ -94,22 +89,23 @@ def main() -> None:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     cpu_sizes = {k: int(v) for k, v in (s.split("=") for s in args.cpu_size)}
 
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-          f"{args.threads} threads" + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"torch {torch.__version__}, {args.threads} threads" + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
     rows = []
     for dev_name in devices:
         device = torch.device(dev_name)
         batch = args.batch or (64 if dev_name == "cpu" else 128)
         for name in args.models:
             size = cpu_sizes.get(name, model_info(name).input_size[1]) if dev_name == "cpu" else model_info(name).input_size[1]
-            base = None
+            base = base_cpu = None
             for label, precision, cl in SETTINGS:
-                ips = measure(name, device, size, batch, precision, cl, args.steps, args.warmup)
-                base = base or ips
+                ips, per_cpu = measure(name, device, size, batch, precision, cl, args.steps, args.warmup)
+                base, base_cpu = base or ips, base_cpu or per_cpu
                 rows.append({"device": dev_name, "model": name, "image_size": size, "batch": batch, "setting": label,
-                             "images_per_second": ips, "vs_fp32": ips / base})
-                print(f"{dev_name:<5} {name:<9} {size:>3}px batch {batch:<4} {label:<19} {ips:9.1f} img/s  "
-                      f"x{ips / base:.2f} vs fp32", flush=True)
+                             "images_per_second": ips, "vs_fp32": ips / base,
+                             "images_per_cpu_second": per_cpu, "per_cpu_vs_fp32": per_cpu / base_cpu})
+                print(f"{dev_name:<5} {name:<9} {size:>3}px batch {batch:<4} {label:<19} {ips:9.1f} img/s "
+                      f"x{ips / base:.2f}   {per_cpu:9.1f} img/CPU-s x{per_cpu / base_cpu:.2f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": cpu_model(), "cpus": os.cpu_count(),
                                                "torch": torch.__version__, "rows": rows}, indent=2))

@@ -70,9 +70,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         path = candidate
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: not a complete "
+                              "PyTorch zip archive)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, KeyError) as exc:
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} holds pickled objects other than tensors and plain values; cnnlab loads "
+                              "checkpoints with weights_only=True and will not run code from a file") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {first}") from None
     if not isinstance(state, dict) or "model" not in state or "meta" not in state:

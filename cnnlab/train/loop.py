@@ -18,8 +18,6 @@ import glob
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -30,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.train import distributed, optim
+from cnnlab.train import distributed, env, optim
 from cnnlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.recipes import Recipe, default_dataset, get_recipe, recipe_for_model
@@ -89,24 +87,6 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> optim.Optimizer:
     if recipe.optimizer == "sgd":
         return optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
     return optim.Adam(groups, lr=recipe.lr, betas=(recipe.momentum, 0.999), decoupled=recipe.optimizer == "adamw")
-
-
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _versions() -> dict[str, Any]:
-    import numpy
-
-    import cnnlab
-
-    return {"cnnlab": cnnlab.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform(), "cuda": torch.version.cuda}
 
 
 def _topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) -> list[torch.Tensor]:
@@ -186,6 +166,7 @@ class _Progress:
 
     def end_epoch(self, line: str) -> None:
         if self.bar is not None:
+            self.bar.refresh()  # the final loss / accuracy / throughput, however short the epoch
             self.bar.close()
             self.bar = None
         if self.mode != "none":
@@ -344,6 +325,9 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
     options = dict(cfg.data_options)
     if cfg.data_root is not None:
         options["root"] = cfg.data_root
+    if cfg.dataset == "imagefolder" and "root" not in options:
+        raise ValueError(f"{cfg.model} trains on an ImageNet-style image folder: give --data-root PATH (a folder "
+                         "of class subfolders), or another --dataset (shapes, cifar10, ...)")
     train_set = cdata.load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, download=cfg.download, **options)
     test_set = cdata.load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download, **options)
     train_set = _subset(train_set, cfg.train_samples, cfg.seed)
@@ -402,7 +386,7 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
         "model": cfg.model, "registered": module is None, "num_classes": num_classes,
         "input_size": list(input_size), "classes": classes, "dataset": cfg.dataset,
         "dataset_channels": info.channels, "dataset_image_size": list(info.image_size),
-        "mean": list(info.mean), "std": list(info.std), "cnnlab": _versions()["cnnlab"],
+        "mean": list(info.mean), "std": list(info.std), "cnnlab": env.versions()["cnnlab"],
     }
     resolved = {**cfg.to_dict(), "overrides": recipe.to_dict()}
     trackers = []
@@ -411,8 +395,8 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
         if state is None:
             params = sum(p.numel() for p in raw_model.parameters())
             record = {"config": resolved, "recipe": recipe.describe(), "model": meta, "params": params,
-                      "world_size": dist_info.world_size, "device": str(device), "versions": _versions(),
-                      "git_commit": _git_commit(), "command": sys.argv,
+                      "world_size": dist_info.world_size, "device": str(device), "versions": env.versions(),
+                      "machine": env.machine(), "git_commit": env.git_commit(), "command": sys.argv,
                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
         trackers = make_trackers(cfg.trackers, out, resolved, run_name=out.name)

@@ -43,9 +43,12 @@ class Optimizer:
                 elif p.grad is not None:
                     p.grad.zero_()
 
-    def _params_with_grad(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        params = [p for p in group["params"] if p.grad is not None]
-        return params, [p.grad for p in params]
+    def _groups_with_grads(self):
+        """(group, params, grads) for each group, leaving out parameters without a gradient."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                yield group, params, [p.grad for p in params]
 
     def state_dict(self) -> dict[str, Any]:
         index = {}
@@ -83,10 +86,7 @@ class SGD(Optimizer):
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
-            params, grads = self._params_with_grad(group)
-            if not params:
-                continue
+        for group, params, grads in self._groups_with_grads():
             lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
             if wd:
                 grads = torch._foreach_add(grads, params, alpha=wd)
@@ -113,10 +113,7 @@ class Adam(Optimizer):
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
-            params, grads = self._params_with_grad(group)
-            if not params:
-                continue
+        for group, params, grads in self._groups_with_grads():
             lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             if wd and group["decoupled"]:
                 torch._foreach_mul_(params, 1 - lr * wd)

@@ -216,21 +216,19 @@ class LeNet5(Recipe):
         "Recognition. Proc. IEEE 86(11)."
     )
     notes: ClassVar[str] = (
-        "The paper trains 20 passes with stochastic diagonal Levenberg-Marquardt and a global "
-        "rate stepping down 0.0005 -> 0.0002 -> 0.0001 -> 0.00005 -> 0.00001 after passes 2, 5, 8, 12. "
-        "cnnlab uses SGD with Nesterov momentum and mini-batches of 32, dropping the rate at the same "
-        "fractions of the run; 30 epochs on the 1,437 training digits reach >= 98% test accuracy in a few "
-        "seconds on two CPU cores."
+        "The paper trains 20 passes with the stochastic diagonal Levenberg-Marquardt method (SDLM): "
+        "per-parameter step sizes from running estimates of the diagonal curvature, a global rate stepping "
+        "down from 0.0005 to 0.00001, no weight decay, no augmentation for the 0.95% result. cnnlab stands "
+        "in Adam for SDLM (also per-parameter step sizes from running second-moment estimates) with small "
+        "batches of 16 and a cosine decay; 12 epochs reach >= 98% test accuracy on the 1,438 training "
+        "digits (SGD, even with momentum, trains the scaled-tanh/RBF network far more slowly)."
     )
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 0.05
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    schedule: str = "multistep"
-    milestones: tuple[float, ...] = (0.4, 0.6, 0.8)
-    gamma: float = 0.3
-    crop_padding: int = 2  # small translations, the paper's "distortions" in miniature
+    epochs: int = 12
+    batch_size: int = 16
+    optimizer: str = "adam"
+    lr: float = 0.002
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
 
 
 @register_recipe

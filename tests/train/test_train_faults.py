@@ -24,6 +24,8 @@ def test_unknown_dataset_and_recipe(tmp_path, capsys):
         _fit(TinyNet(), tmp_path, recipe="resnet_cifr")
     assert main(["train", "no_such_model"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+    assert main(["train", "resnet50", "--out", str(tmp_path / "r50")]) == 2  # ImageNet model, no folder given
+    assert "give --data-root PATH" in capsys.readouterr().err
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path, capsys):
@@ -39,6 +41,12 @@ def test_missing_and_corrupt_checkpoints(tmp_path, capsys):
     for name in ("truncated.pt", "garbage.pt"):
         with pytest.raises(CheckpointError, match="not a readable checkpoint"):
             load_checkpoint(tmp_path / name)
+    broken = bytearray(data)
+    at = data.find(b"data.pkl") + 40  # damage the pickled dict inside an intact archive
+    broken[at:at + 20] = b"\xff" * 20
+    (tmp_path / "damaged.pt").write_bytes(bytes(broken))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "damaged.pt")
     torch.save({"w": torch.ones(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a cnnlab checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
@@ -56,7 +64,7 @@ class Payload:
 
 def test_checkpoints_are_loaded_weights_only(tmp_path, capsys):
     torch.save({"format": 1, "model": {}, "meta": {}, "evil": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="will not run code from a file"):
         load_checkpoint(tmp_path / "evil.pt")
     assert "code from a checkpoint ran" not in capsys.readouterr().out
 

@@ -118,18 +118,15 @@ def test_progress_one_line_per_epoch_or_a_bar(tmp_path, capsys):
     assert "loss=" in captured.err and "acc=" in captured.err and "img_s=" in captured.err
 
 
-def test_the_model_under_training_is_seeded(tmp_path):
-    a = _fit(TinyNet(), tmp_path, name="a", epochs=1)
-    b = _fit(TinyNet(), tmp_path, name="b", epochs=1)
-    # Custom modules are built by the caller; with the same module weights the run is repeatable.
+def test_a_run_is_repeatable(tmp_path):
+    # Same weights, same seed: the same data order, dropout draws and results, bit for bit.
     torch.manual_seed(1)
     m1 = TinyNet()
     torch.manual_seed(1)
     m2 = TinyNet()
-    r1, r2 = _fit(m1, tmp_path, name="c", epochs=1), _fit(m2, tmp_path, name="d", epochs=1)
-    assert r1["test"] == r2["test"]
-    assert torch.equal(m1.fc.weight, m2.fc.weight)
-    assert a["model"] == b["model"] == "tinynet"
+    r1, r2 = _fit(m1, tmp_path, name="c", epochs=2), _fit(m2, tmp_path, name="d", epochs=2)
+    assert r1["test"] == r2["test"] and r1["model"] == "tinynet"
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
 
 
 def test_cuda_is_refused_clearly_without_a_gpu(tmp_path):
