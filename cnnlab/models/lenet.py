@@ -166,8 +166,24 @@ class PartialConv2d(nn.Module):
         # Position of each output map in the concatenation of the groups' outputs.
         self.unpermute = None if order == list(range(out_maps)) else [order.index(o) for o in range(out_maps)]
         self.bias = nn.Parameter(torch.empty(out_maps))
+        # Where each group's kernels sit in one dense (out_maps, in_maps, k, k) kernel.
+        rows = [o for (outs, _), k in zip(self.groups, self.fan_ins) for o in outs for _i in range(k)]
+        cols = [i for _, gathered in self.groups for i in gathered]
+        self.register_buffer("dense_index", torch.tensor([rows, cols]), persistent=False)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The connection table as one kernel, zero where maps are not connected."""
+        k = self.kernel_size
+        weight = self.bias.new_zeros(self.out_maps, self.in_maps, k, k)
+        parts = [getattr(self, f"weight{f}").reshape(-1, k, k) for f in self.fan_ins]
+        return weight.index_put((self.dense_index[0], self.dense_index[1]), torch.cat(parts))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            # Training: one dense convolution with the zero-masked kernel gives the same outputs
+            # and gradients, ~10x faster on CPU than gathering maps for grouped convolutions.
+            return F.conv2d(x, self.dense_weight(), self.bias)  # N x out_maps x H-k+1 x W-k+1
+        # Evaluation: only the connected kernels are computed, so MAC counts stay the paper's.
         parts = []
         for k, (outs, gathered) in zip(self.fan_ins, self.groups):
             weight = getattr(self, f"weight{k}")

@@ -54,8 +54,9 @@ def test_c3_table_is_table_one_of_the_paper():
     assert got == PAPER_C3_INPUTS
 
 
-def test_c3_connections_are_restricted_by_the_table():
-    c3 = cnnlab.create_model("lenet5").c3
+@pytest.mark.parametrize("training", [True, False], ids=["train-dense-kernel", "eval-grouped"])
+def test_c3_connections_are_restricted_by_the_table(training):
+    c3 = cnnlab.create_model("lenet5").c3.train(training)
     s2 = torch.randn(1, 6, 14, 14, requires_grad=True)
     out = c3(s2)
     assert out.shape == (1, 16, 10, 10)
@@ -68,8 +69,9 @@ def test_c3_connections_are_restricted_by_the_table():
     assert torch.count_nonzero(grad[:, 3]) == 0
 
 
-def test_c3_equals_a_masked_full_convolution():
-    c3 = cnnlab.create_model("lenet5").c3
+@pytest.mark.parametrize("training", [True, False], ids=["train-dense-kernel", "eval-grouped"])
+def test_c3_equals_a_masked_full_convolution(training):
+    c3 = cnnlab.create_model("lenet5").c3.train(training)
     full = torch.zeros(16, 6, 5, 5)
     for k, (outs, gathered) in zip(c3.fan_ins, c3.groups):
         weight = getattr(c3, f"weight{k}")
