@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cnnlab models
+	$(VENV)/bin/cnnlab train lenet5
 
 test: $(STAMP)
 	$(PY) -m pytest -q
