@@ -430,7 +430,7 @@ MIN_INPUT_SIZE = 75
 class _InceptionNet(CnnModel):
     """What the three networks share: input checks and the head (global average pool
     -> dropout -> linear classifier, the latter under the reference layout's name;
-    the forward and the classifier reset are the base class's)."""
+    ``forward_head`` and ``reset_classifier`` are CnnModel's defaults)."""
 
     def _init_head(self, num_features: int, num_classes: int, drop_rate: float) -> None:
         if not 0.0 <= drop_rate < 1.0:
