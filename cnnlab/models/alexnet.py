@@ -97,6 +97,8 @@ class AlexNet(CnnModel):
         lrn: LRN constants (size, alpha as in the paper, beta, k) where a row says "norm".
     """
 
+    classifier_name = "classifier.6"  # fc8, the last Linear of the MlpHead
+
     def __init__(
         self,
         cfg: str = "torchvision",
@@ -145,13 +147,6 @@ class AlexNet(CnnModel):
         if pre_logits:
             return self.classifier.pre_logits(x)  # N x 4096 (fc7 after ReLU)
         return self.classifier(x)  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[-1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier.reset(num_classes)
 
 
 @register_model(

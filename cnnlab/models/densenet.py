@@ -136,7 +136,10 @@ class Transition(nn.Sequential):
 
 class DenseNet(CnnModel):
     """DenseNet-BC. ``stem="imagenet"``: 7x7/2 conv + BN-ReLU + 3x3/2 max pool;
-    ``stem="cifar"``: a single 3x3 conv (the paper's CIFAR networks)."""
+    ``stem="cifar"``: a single 3x3 conv (the paper's CIFAR networks). The head is the
+    base class's: ``global_pool`` -> flatten -> ``classifier``."""
+
+    classifier_name = "classifier"
 
     def __init__(
         self,
@@ -211,17 +214,10 @@ class DenseNet(CnnModel):
         # -> N x 342 x 8 x 8
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)  # N x num_features
-        return x if pre_logits else self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier = nn.Linear(self.num_features, self.num_classes)
-        nn.init.zeros_(self.classifier.bias)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        fc = super().new_classifier(num_classes)
+        nn.init.zeros_(fc.bias)  # as in _init_weights
+        return fc
 
 
 def _imagenet_densenet(name: str, **kwargs) -> DenseNet:

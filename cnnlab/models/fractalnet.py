@@ -151,7 +151,8 @@ class FractalBlock(nn.Module):
 
 
 class FractalNet(CnnModel):
-    """B fractal blocks of C columns, then global average pooling and a linear classifier."""
+    """B fractal blocks of C columns, then global average pooling and a linear classifier
+    ``fc`` (the base class's head)."""
 
     def __init__(
         self,
@@ -230,17 +231,10 @@ class FractalNet(CnnModel):
             x = block(x, column)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)  # N x 512
-        return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.fc = nn.Linear(self.num_features, self.num_classes)
-        nn.init.zeros_(self.fc.bias)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        fc = super().new_classifier(num_classes)
+        nn.init.zeros_(fc.bias)  # as in _init_weights
+        return fc
 
 
 def _fractalnet(num_columns: int, **kwargs) -> FractalNet:

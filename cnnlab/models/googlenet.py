@@ -39,7 +39,7 @@ from torch import nn
 
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.lrn import LocalResponseNorm
-from cnnlab.models.base import AuxOutput, CnnModel, check_num_classes
+from cnnlab.models.base import AuxOutput, CnnModel, check_num_classes, fresh_class_layer
 from cnnlab.registry import Paper, Published, register_model
 
 __all__ = ["GoogLeNet", "Inception", "InceptionAux", "INCEPTION_TABLE"]
@@ -198,17 +198,12 @@ class GoogLeNet(CnnModel):
         logits = self.forward_head(features)
         return AuxOutput(logits, aux) if with_aux else logits
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the FC and the auxiliary heads' last FCs with fresh ones for ``num_classes``."""
-        self.num_classes = check_num_classes(num_classes)
-        device = self.fc.weight.device
-        self.fc = nn.Linear(self.num_features, num_classes, device=device)
+        super().reset_classifier(num_classes)
         if self.aux_logits:
             for head in (self.aux1, self.aux2):
-                head.fc2 = nn.Linear(head.fc2.in_features, num_classes, device=device)
+                head.fc2 = fresh_class_layer(head.fc2, num_classes)
 
 
 _ACCURACY = dict(top5=93.33, dataset="ILSVRC-2014 test")

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers.conv_bn_act import ConvBnAct
-from cnnlab.models.base import AuxOutput, CnnModel, check_num_classes
+from cnnlab.models.base import AuxOutput, CnnModel, check_num_classes, fresh_class_layer
 from cnnlab.registry import Paper, Published, register_model
 
 __all__ = [
@@ -427,16 +427,10 @@ MIN_INPUT_SIZE = 75
 # Models
 # ----------------------------------------------------------------------------------
 
-def _new_linear(old: nn.Linear, num_classes: int) -> nn.Linear:
-    """A fresh classifier with ``old``'s input width, device and dtype."""
-    return nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-
-
 class _InceptionNet(CnnModel):
     """What the three networks share: input checks and the head (global average pool
-    -> dropout -> linear classifier, the latter under the reference layout's name)."""
-
-    classifier_name = "fc"
+    -> dropout -> linear classifier, the latter under the reference layout's name;
+    ``forward_head`` and ``reset_classifier`` are CnnModel's defaults)."""
 
     def _init_head(self, num_features: int, num_classes: int, drop_rate: float) -> None:
         if not 0.0 <= drop_rate < 1.0:
@@ -468,18 +462,6 @@ class _InceptionNet(CnnModel):
         if not x.is_floating_point():
             raise TypeError(f"expected a floating-point input, got dtype {x.dtype}")
         super().check_input(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)  # N x num_features
-        x = self.head_drop(x)
-        return x if pre_logits else self.get_classifier()(x)  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self._modules[self.classifier_name]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.add_module(self.classifier_name, _new_linear(self.get_classifier(), num_classes))
 
 
 class InceptionV3(_InceptionNet):
@@ -567,7 +549,7 @@ class InceptionV3(_InceptionNet):
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
         if self.AuxLogits is not None:
-            self.AuxLogits.fc = _new_linear(self.AuxLogits.fc, num_classes)
+            self.AuxLogits.fc = fresh_class_layer(self.AuxLogits.fc, num_classes)
 
 
 class InceptionV4(_InceptionNet):

@@ -220,6 +220,8 @@ class LeNet5(CnnModel):
             C3, RBF output); False for ReLU, max pooling, full C3 and a linear output.
     """
 
+    classifier_name = "output"
+
     def __init__(self, num_classes: int = 10, in_chans: int = 1, paper_style: bool = True):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
@@ -240,14 +242,15 @@ class LeNet5(CnnModel):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.f6 = nn.Linear(120, 84)
         self.act6 = act()
-        self.output = self._make_output(num_classes)
+        self.output = self.new_classifier(num_classes)
         if paper_style:
             self._init_paper()
 
-    def _make_output(self, num_classes: int) -> nn.Module:
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        like = dict(device=self.f6.weight.device, dtype=self.f6.weight.dtype)  # where the model lives
         if self.paper_style:
-            return EuclideanRBF(rbf_code(num_classes).to(self.f6.weight.device))
-        return nn.Linear(self.num_features, num_classes)
+            return EuclideanRBF(rbf_code(num_classes).to(**like))
+        return nn.Linear(self.num_features, num_classes, **like)
 
     def _init_paper(self) -> None:
         # Appendix C: weights uniform in (-2.4/F, 2.4/F), F = fan-in of the unit
@@ -277,13 +280,6 @@ class LeNet5(CnnModel):
         x = self.pool(x).flatten(1)  # N x 120
         x = self.act6(self.f6(x))  # N x 84
         return x if pre_logits else self.output(x)  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self.output
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.output = self._make_output(num_classes)
 
 
 @register_model(

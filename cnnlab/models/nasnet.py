@@ -54,7 +54,7 @@ from torch import nn
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.nas_cell import BN_EPS, Block, Cell, Genotype
 from cnnlab.layers.padding import check_pad_type
-from cnnlab.models.base import AuxOutput, CnnModel, check_num_classes
+from cnnlab.models.base import AuxOutput, CnnModel, check_num_classes, fresh_class_layer
 from cnnlab.registry import Paper, Published, register_model
 
 __all__ = ["NASNet", "NASNET_A_NORMAL", "NASNET_A_REDUCTION", "AuxHead", "timm_to_cnnlab_state_dict"]
@@ -140,6 +140,8 @@ class NASNet(CnnModel):
         bn_eps: batch-norm epsilon of every BN (reference code: 1e-3 ImageNet, 1e-5 CIFAR).
     """
 
+    classifier_name = "last_linear"  # base-class head: global_pool -> head_drop -> this
+
     def __init__(self, *, normal: Genotype = NASNET_A_NORMAL, reduction: Genotype = NASNET_A_REDUCTION,
                  filters: int = 168, cells_per_stage: int = 6, stem: str = "imagenet", stem_chs: int = 96,
                  skip_reduction_input: bool = True, pad_type: str = "same", num_classes: int = 1000,
@@ -221,7 +223,7 @@ class NASNet(CnnModel):
         self.num_features = feats[-1][0]
         self.act = nn.ReLU()
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(drop_rate)
+        self.head_drop = nn.Dropout(drop_rate)
         self.last_linear = nn.Linear(self.num_features, num_classes)
         self.aux_after = aux_after
         self.aux_head = None
@@ -260,11 +262,6 @@ class NASNet(CnnModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._features(x)[0]
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)  # N x 4032
-        x = self.dropout(x)
-        return x if pre_logits else self.last_linear(x)
-
     def forward(self, x: torch.Tensor):
         self.check_input(x)
         feats, aux = self._features(x)
@@ -273,15 +270,10 @@ class NASNet(CnnModel):
             return AuxOutput(logits, (aux,))
         return logits
 
-    def get_classifier(self) -> nn.Module:
-        return self.last_linear
-
     def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        device = self.last_linear.weight.device  # the new layers live where the model does
-        self.last_linear = nn.Linear(self.num_features, num_classes, device=device)
+        super().reset_classifier(num_classes)
         if self.aux_head is not None:
-            self.aux_head.fc = nn.Linear(self.aux_head.fc.in_features, num_classes, device=device)
+            self.aux_head.fc = fresh_class_layer(self.aux_head.fc, num_classes)
 
 
 def timm_to_cnnlab_state_dict(state_dict: dict) -> dict:

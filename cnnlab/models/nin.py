@@ -61,6 +61,8 @@ def mlpconv(in_chs: int, widths: tuple[int, ...], kernel_size: int) -> nn.Sequen
 
 
 class NIN(CnnModel):
+    classifier_name = "classifier"  # a 1x1 convolution to one map per class
+
     def __init__(self, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.5):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
@@ -96,13 +98,6 @@ class NIN(CnnModel):
             return self.pool(x).flatten(1)  # N x 192
         x = self.act(self.classifier(x))  # N x num_classes x 8 x 8
         return self.pool(x).flatten(1)  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier = nn.Conv2d(self.num_features, num_classes, 1, device=self.classifier.weight.device)
 
 
 @register_model(

@@ -73,6 +73,8 @@ class SENet(CnnModel):
     """The legacy SENet layout: ``layer0`` stem, four stages of SE bottlenecks,
     global average pool, dropout, ``last_linear``."""
 
+    classifier_name = "last_linear"
+
     def __init__(
         self,
         layers: tuple[int, int, int, int] = (3, 8, 36, 3),
@@ -151,13 +153,6 @@ class SENet(CnnModel):
         if pre_logits:
             return x
         return self.last_linear(self.dropout(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.last_linear
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.last_linear = nn.Linear(self.num_features, self.num_classes)
 
 
 @register_model(

@@ -111,6 +111,8 @@ class Fire(nn.Module):
 
 
 class SqueezeNet(CnnModel):
+    classifier_name = "classifier.1"  # conv10, the 1x1 convolution to one map per class
+
     def __init__(
         self,
         version: str = "1_0",
@@ -172,13 +174,6 @@ class SqueezeNet(CnnModel):
         if pre_logits:
             return x.mean((2, 3))  # N x 512: the pooled maps the class convolution reads
         return self.classifier(x).flatten(1)  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier[1] = nn.Conv2d(self.num_features, num_classes, 1, device=self.classifier[1].weight.device)
 
 
 def _register(name: str, min_size: int, published: Published):

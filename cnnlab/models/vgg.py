@@ -45,6 +45,8 @@ VGG_CFGS: dict[int, tuple[int | str, ...]] = {
 
 
 class VGG(CnnModel):
+    classifier_name = "classifier.6"  # fc8, the last Linear of the MlpHead
+
     def __init__(
         self,
         depth: int = 16,
@@ -98,13 +100,6 @@ class VGG(CnnModel):
         if pre_logits:
             return self.classifier.pre_logits(x)  # N x 4096
         return self.classifier(x)  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[-1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.classifier.reset(num_classes)
 
 
 def _vgg_info(params: int, macs: int, name: str, top5_error: float | None = None) -> Published:
