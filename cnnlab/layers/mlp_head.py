@@ -33,7 +33,3 @@ class MlpHead(nn.Sequential):
         for layer in list(self)[:-1]:
             x = layer(x)
         return x
-
-    def reset(self, num_classes: int) -> None:
-        """Replace the last Linear with a fresh one for ``num_classes`` classes."""
-        self[-1] = nn.Linear(self.hidden, num_classes, device=self[-1].weight.device)

@@ -431,6 +431,7 @@ class ResNet(CnnModel):
             self.stages = nn.Sequential(*[_PreActStage(b) for b in stages])
             self.norm = BatchNormAct2d(in_chs)  # the final BN -> ReLU of a pre-activation net
             self.head = _ConvHead(in_chs, num_classes)
+            self.classifier_name = "head.fc"  # reset_classifier / get_classifier use it (CnnModel)
         else:
             self.stage_names = [f"layer{i + 1}" for i in range(len(stages))]
             for name, blocks in zip(self.stage_names, stages):
@@ -477,18 +478,6 @@ class ResNet(CnnModel):
         if self.preact:
             return self.head(x)  # N x num_classes
         return self.fc(x.flatten(1))  # N x num_classes
-
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc if self.preact else self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        old = self.get_classifier()
-        device = old.weight.device
-        if self.preact:
-            self.head.fc = nn.Conv2d(self.num_features, num_classes, 1, bias=True, device=device)
-        else:
-            self.fc = nn.Linear(self.num_features, num_classes, device=device)
 
 
 # --------------------------------------------------------------------------------------
