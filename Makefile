@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cnnlab train lenet5
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

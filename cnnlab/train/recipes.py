@@ -368,7 +368,7 @@ class ResNetImageNet(Recipe):
 
 @register_recipe
 @dataclass
-class PreActResNet(ResNetCifar):
+class PreActResNet(ResNet110Cifar):
     name: ClassVar[str] = "preact_resnet"
     citation: ClassVar[str] = (
         "He, Zhang, Ren, Sun (2016). Identity Mappings in Deep Residual Networks. arXiv:1603.05027."
@@ -377,9 +377,6 @@ class PreActResNet(ResNetCifar):
         "CIFAR: as the original ResNet (lr 0.1, /10 at 32k and 48k of 64k iterations, batch 128, weight "
         "decay 1e-4), with the lr 0.01 warm-up for the first 400 iterations (~1 epoch)."
     )
-    warmup_epochs: float = 1.0
-    warmup_lr: float = 0.01
-    warmup: str = "constant"
 
 
 @register_recipe
