@@ -30,11 +30,19 @@ def _format_int(n: int | None) -> str:
 
 
 def count_params(name: str) -> int:
-    """Parameters of a registered model, counted on the meta device (no memory, fast)."""
+    """Parameters of a registered model with its default arguments.
+
+    An exact published count is returned as is (tests/test_registry.py checks that every
+    built model equals its exact count); other models are built and counted on the meta
+    device (no memory).
+    """
     import torch
 
-    from cnnlab.registry import create_model
+    from cnnlab.registry import create_model, model_info
 
+    published = model_info(name).published
+    if published.params_exact and published.params is not None:
+        return published.params
     with torch.device("meta"):
         model = create_model(name)
     return sum(p.numel() for p in model.parameters())
