@@ -198,8 +198,9 @@ def _plot(name: str, fig: dict, path: str) -> None:
     f, ax = plt.subplots(figsize=(8, 5.5))
     models = list(dict.fromkeys(r["model"] for r in rows))
     if name == "fig1_accuracy_vs_ops":
-        ax.scatter([r["gmacs"] for r in rows], [r["top1"] for r in rows],
-                   s=[max(8.0, r["params"] / 1e6 * 6) for r in rows], alpha=0.45, edgecolors="k")
+        biggest = max(r["params"] for r in rows)
+        ax.scatter([r["gmacs"] for r in rows], [r["top1"] for r in rows],  # area ~ parameters
+                   s=[max(10.0, 2000.0 * r["params"] / biggest) for r in rows], alpha=0.45, edgecolors="k")
         for r in rows:
             ax.annotate(r["model"], (r["gmacs"], r["top1"]), fontsize=7, ha="center", va="bottom")
         ax.set_xlabel("operations per image [GMACs] (1 MAC = 2 FLOPs)")
