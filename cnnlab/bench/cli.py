@@ -95,7 +95,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                      bench_file=args.bench, accuracy_file=args.accuracy, out=args.out,
                      batch_sizes=parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
                      run_missing=not args.no_run, progress=not args.no_progress,
-                     figures=not args.no_figures, **_settings(args))
+                     figures=not args.no_figures, clock=args.clock, **_settings(args))
     if args.json:
         json.dump(result.rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -167,6 +167,9 @@ def register(subparsers) -> None:
     c.add_argument("--batch-sizes", default=None, help="batch sizes to measure what is missing (default 1,4,16)")
     c.add_argument("--no-run", action="store_true", help="never run bench; what is not measured is unavailable")
     c.add_argument("--no-figures", action="store_true", help="tables only")
+    c.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="times from the wall clock (default) or the process CPU time per run (with --threads 1: "
+                        "what an idle core needs, robust on a busy machine)")
     _add_settings(c, defaults={"min_time": 0.5, "warmup": 2})
     fmt = c.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the joined rows as JSON")

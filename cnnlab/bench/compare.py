@@ -134,6 +134,21 @@ def _settings_match(rec: dict, s: dict, size: list[int]) -> bool:
             and bool(rec.get("compile")) == s["compile"] and list(rec.get("input_size") or []) == size)
 
 
+def _on_clock(rec: dict, clock: str) -> dict:
+    """The record with its times taken from ``clock``: the wall clock as measured, or the
+    process CPU time per run (``cpu_ms``)."""
+    if clock == "wall" or rec.get("status") != "ok":
+        return rec
+    if "cpu_ms" not in rec:
+        raise ValueError(f"a bench record of {rec['model']} has no CPU times (made by an older cnnlab); "
+                         "measure again or compare with the wall clock")
+    rec = dict(rec, latency_ms=dict(rec["cpu_ms"]), clock="cpu")
+    median_s = rec["latency_ms"]["median"] / 1000
+    rec["ms_per_image"] = median_s * 1000 / rec["batch_size"]
+    rec["images_per_s"] = rec["batch_size"] / median_s if median_s > 0 else None
+    return rec
+
+
 def _load_bench(paths: list[str]) -> tuple[list[dict], dict | None]:
     from cnnlab.bench.runner import read_results
 
@@ -174,15 +189,20 @@ def compare(
     threads: int | None = None,
     min_time: float = 0.5,
     warmup: int = 2,
+    clock: str = "wall",
 ) -> Comparison:
     """Join, per model, accuracy, parameters, MACs, activation memory and measurements;
     write ``table.(md|csv|json)``, the figures (PNG, SVG and CSV each) and ``report.md``
     into ``out``. Give the models as names, or ``preset="lecture"``, ``family=`` or
-    ``all_models=True``."""
+    ``all_models=True``. ``clock="cpu"`` takes the times from the CPU time of the
+    measuring process instead of the wall clock (with one thread: what an idle core
+    needs, little changed by other processes on a busy machine)."""
     from cnnlab.anatomy import analyze
     from cnnlab.bench.runner import BenchConfig, bench, check_config
     from cnnlab.registry import list_models, model_info
 
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     chosen = sum(bool(x) for x in (models, preset, family, all_models))
     if chosen != 1:
         raise ValueError("give models, or one of --preset, --family, --all")
@@ -220,8 +240,8 @@ def compare(
         by_model: dict[str, dict[int, dict]] = {m: {} for m in models}
         for r in recs:
             if r.get("model") in by_model and _settings_match(r, settings, jobs[r["model"]]) \
-                    and r.get("status") in ("ok", "oom"):
-                by_model[r["model"]][r["batch_size"]] = r
+                    and (threads is None or r.get("threads") == threads) and r.get("status") in ("ok", "oom"):
+                by_model[r["model"]][r["batch_size"]] = _on_clock(r, clock)
         return by_model, env
 
     by_model, env = measured()
@@ -285,7 +305,8 @@ def compare(
         result.figures = make_figures(result, out)
     from cnnlab.bench.figures import write_report
 
-    write_report(result, out, settings={**settings, "input_size": input_size or "each model's default"})
+    write_report(result, out, settings={**settings, "input_size": input_size or "each model's default",
+                                        "threads": threads or "PyTorch's default", "clock": clock})
     return result
 
 

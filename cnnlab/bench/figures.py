@@ -189,7 +189,10 @@ def figure_data(comp: Comparison) -> dict[str, dict]:
 
 
 def _plot(name: str, fig: dict, path: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("the figures need matplotlib: pip install 'cnnlab[compare]' (or pass --no-figures)") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -289,6 +292,9 @@ def write_report(comp: Comparison, out: str, settings: dict) -> str:
     env = comp.env or {}
     lines = ["# cnnlab compare", ""]
     lines.append("Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".")
+    if settings.get("clock") == "cpu":
+        lines.append("Times are the CPU time of the measuring process per batch (median of the timed runs), "
+                     "not the wall clock: with one thread, what an idle core needs.")
     if env:
         lines.append(f"Machine: {env.get('cpu')} ({env.get('cpu_count')} cores, {env.get('threads')} threads), "
                      f"{env.get('gpu', 'no GPU used')}; torch {env.get('torch')}, cnnlab {env.get('cnnlab')}.")

@@ -26,6 +26,7 @@ timm's ``--amp``); fp16 training on CUDA uses a gradient scaler.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any, Callable
 
@@ -68,6 +69,13 @@ def _analysis(name: str, input_size: list[int], batch_size: int) -> dict:
         "train_bytes": t["training"].get("total_bytes"),  # saved activations + weights + grads + momentum
         "dtype": "float32",
     }
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
 
 
 def _loss(out: Any, y: torch.Tensor, weights: tuple) -> torch.Tensor:
@@ -193,7 +201,15 @@ def measure_model(
             peak.start()
             if not isinstance(meter, Unavailable):
                 meter.start()
-            times, stable = timed_loop(step, min_time=min_time, clock=clock, sync=sync,
+            cpu_times: list[float] = []
+
+            def timed_step(step=step):
+                c0 = time.process_time()
+                step()
+                cpu_times.append(time.process_time() - c0)
+
+            load_before = _load()
+            times, stable = timed_loop(timed_step, min_time=min_time, clock=clock, sync=sync,
                                        on_run=(lambda: None) if isinstance(meter, Unavailable) else meter.sample)
             energy = None if isinstance(meter, Unavailable) else meter.stop()
             memory = peak.stop()
@@ -213,6 +229,10 @@ def measure_model(
                 "images_per_s_mean": bs * s["runs"] / s["total_s"],  # all timed images / all timed time
                 "ms_per_image": s["median_s"] * 1000 / bs,
                 "memory": memory,
+                # CPU time of this process per run (all its threads): with one thread, what an idle core
+                # needs for a batch, little changed by other processes competing for the cores
+                "cpu_ms": {k[:-2]: v * 1000 for k, v in summarize(cpu_times).items() if k.endswith("_s") and k != "total_s"},
+                "load_average": [load_before, _load()],  # 1-minute load before and after the timed runs
             })
             if energy is None:
                 record["energy"] = {"available": False, "reason": meter.reason}

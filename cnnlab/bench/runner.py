@@ -264,6 +264,16 @@ def _describe_exit(rc: int, stderr_tail: str) -> str:
     return why + (f": {stderr_tail}" if stderr_tail else "")
 
 
+def _die_with_parent() -> None:
+    """In the worker, before exec: Linux kills it if the parent dies (no orphaned measurement)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_worker(job: dict, on_record: Callable[[dict], None]) -> tuple[int, str]:
     """Run one worker to the end; returns its exit status and the last line of its stderr."""
     import cnnlab
@@ -274,7 +284,8 @@ def _run_worker(job: dict, on_record: Callable[[dict], None]) -> tuple[int, str]
     with tempfile.TemporaryFile(mode="w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "cnnlab.bench.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-                                start_new_session=True)  # Ctrl-C reaches the parent only; it stops the worker
+                                start_new_session=True,  # Ctrl-C reaches the parent only; it stops the worker
+                                preexec_fn=_die_with_parent)
         try:
             proc.stdin.write(json.dumps(job))
             proc.stdin.close()
