@@ -144,3 +144,24 @@ def test_cli_compare_no_run(capsys, tmp_path, bench_file):
     bad.write_text("not json\nnot json either\n")
     rc = main(["compare", "resnet18", "--bench", str(bad), "--no-run", "--out", str(tmp_path / "d")])
     assert rc == 2 and "is not a cnnlab bench record" in capsys.readouterr().err
+
+
+def test_cpu_clock_takes_the_cpu_times(tmp_path):
+    path = tmp_path / "b.jsonl"
+    recs = []
+    for bs in (1, 16):
+        r = _record("resnet18", bs)
+        r["cpu_ms"] = {"median": 10.0 * bs, "p90": 11.0 * bs, "p99": 12.0 * bs, "mean": 10.0 * bs}
+        recs.append(r)
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    result = compare(["resnet18"], bench_file=str(path), run_missing=False, out=str(tmp_path / "c"), clock="cpu",
+                     figures=False)
+    row = result.rows[0]
+    assert row["ms_per_image_bs1"] == 10.0 and row["images_per_s_bs1"] == pytest.approx(100.0)
+    assert row["images_per_s_max"] == pytest.approx(16 / 0.160)
+    wall = compare(["resnet18"], bench_file=str(path), run_missing=False, out=str(tmp_path / "w"), figures=False)
+    assert wall.rows[0]["ms_per_image_bs1"] == pytest.approx(TV["resnet18"][1] / GMAC_PER_S * 1000)
+    del recs[0]["cpu_ms"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(ValueError, match="no CPU times"):
+        compare(["resnet18"], bench_file=str(path), run_missing=False, out=str(tmp_path / "c2"), clock="cpu")

@@ -152,3 +152,43 @@ def test_cli_bench_writes_jsonl_and_a_csv_with_timm_column_names(capsys, tmp_pat
         assert float(row["infer_samples_per_sec"]) == pytest.approx(rec["batch_size"] * rec["runs"] / rec["timed_s"], abs=0.01)
         assert float(row["infer_step_time"]) == pytest.approx(1000 * rec["timed_s"] / rec["runs"], abs=1e-3)
         assert float(row["latency_median_ms"]) == pytest.approx(rec["latency_ms"]["median"], abs=1e-4)
+
+
+def test_interrupt_keeps_what_was_measured(tmp_path, monkeypatch):
+    import cnnlab.bench.runner as runner
+
+    def fake_worker(job, on_record):  # measures the first batch size, then Ctrl-C arrives
+        bs = job["batch_sizes"][0]
+        on_record({"type": "start", "model": job["model"], "batch_size": bs})
+        on_record({"type": "result", "model": job["model"], "batch_size": bs, "status": "ok",
+                   **{k: job[k] for k in ("mode", "precision", "device", "input_size", "channels_last", "compile",
+                                          "threads")}})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_run_worker", fake_worker)
+    out = str(tmp_path / "b.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        bench(["lenet5"], [1, 2], out=out, threads=1)
+    assert [(r["type"], r.get("batch_size")) for r in _lines(out)] == [("env", None), ("result", 1)]
+    seen = []
+
+    def record_job(job, on_record):
+        seen.append(job["batch_sizes"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_run_worker", record_job)
+    with pytest.raises(KeyboardInterrupt):
+        bench(["lenet5"], [1, 2], out=out, resume=True, threads=1)
+    assert seen == [[2]]  # batch size 1 was kept and is not measured again
+
+
+def test_is_oom():
+    import torch
+
+    from cnnlab.bench.measure import is_oom
+
+    assert is_oom(MemoryError())
+    assert is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_oom(ValueError("out of memory"))  # not an allocation failure
