@@ -6,7 +6,10 @@ same thing, so a file can be read beside timm's published results:
 ``{mode}_step_time`` (mean milliseconds per batch, as timm), ``{mode}_batch_size``,
 ``{mode}_img_size``, ``param_count`` (millions) and ``{mode}_gmacs`` (GMACs per image),
 with ``{mode}`` = ``infer`` or ``train``. cnnlab's own columns follow: the median and
-percentiles, memory, energy and the settings.
+percentiles, memory, energy and the settings. ``est_peak_memory_mb`` is cnnlab.analyze's
+estimate beside the measured peak: in infer mode the most activation bytes alive at once
+in the forward pass; in train mode autograd's saved activations + the gradients (what a
+step allocates beyond the weights and momentum, which stay between steps).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ __all__ = ["csv_rows", "to_csv", "table_rows", "format_table"]
 
 _OWN = ("status", "device", "precision", "channels_last", "compile", "threads", "runs", "stable",
         "latency_median_ms", "latency_p90_ms", "latency_p99_ms", "ms_per_image", "images_per_s_median",
-        "peak_memory_mb", "weights_mb", "activations_mb", "energy_per_image_j", "avg_power_w", "energy_note",
+        "peak_memory_mb", "est_peak_memory_mb", "weights_mb", "activations_mb", "energy_per_image_j", "avg_power_w", "energy_note",
         "error")
 
 
@@ -53,6 +56,7 @@ def csv_rows(records) -> list[dict]:
             "ms_per_image": round(r["ms_per_image"], 4) if ok else None,
             "images_per_s_median": round(r["images_per_s"], 2) if ok else None,
             "peak_memory_mb": _mb(mem.get("peak_bytes")),
+            "est_peak_memory_mb": _mb(a.get("forward_peak_bytes") if m == "infer" else a.get("train_step_bytes")),
             "weights_mb": _mb(a.get("weights_bytes")),
             "activations_mb": _mb(a.get("activations_bytes")),
             "energy_per_image_j": en.get("energy_per_image_j"),
@@ -91,7 +95,7 @@ def _fmt(v, spec: str) -> str:
 
 def table_rows(records) -> list[tuple[str, ...]]:
     header = ("model", "batch", "median ms", "p90 ms", "p99 ms", "runs", "img/s", "ms/img", "peak MB",
-              "act. MB", "J/img", "status")
+              "est. MB", "J/img", "status")
     rows = [header]
     for r in records:
         if r.get("type") != "result":
@@ -107,7 +111,8 @@ def table_rows(records) -> list[tuple[str, ...]]:
         rows.append((r["model"], str(r["batch_size"]),
                      _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"), _fmt(lat.get("p99"), ".2f"),
                      _fmt(r.get("runs"), "d"), _fmt(r.get("images_per_s"), ".1f"), _fmt(r.get("ms_per_image"), ".3f"),
-                     _fmt(_mb(mem.get("peak_bytes")), ".1f"), _fmt(_mb(a.get("activations_bytes")), ".1f"),
+                     _fmt(_mb(mem.get("peak_bytes")), ".1f"),
+                     _fmt(_mb(a.get("forward_peak_bytes") if r["mode"] == "infer" else a.get("train_step_bytes")), ".1f"),
                      _fmt(en.get("energy_per_image_j"), ".3f") if en.get("available") else "n/a",
                      status))
     return rows

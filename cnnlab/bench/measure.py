@@ -67,6 +67,10 @@ def _analysis(name: str, input_size: list[int], batch_size: int) -> dict:
         "activations_bytes": t["forward_bytes_batch"],  # every value the forward pass writes, input included
         "forward_peak_bytes": t["forward_peak_bytes_batch"],  # most activation bytes alive at once
         "train_bytes": t["training"].get("total_bytes"),  # saved activations + weights + grads + momentum
+        # what a training step allocates beyond what stays between steps (weights, momentum):
+        # autograd's saved activations + the gradients (zero_grad(set_to_none) frees them each step)
+        "train_step_bytes": (t["training"]["saved_activations_bytes"] + t["training"]["grads_bytes"]
+                             if t["training"].get("saved_activations_bytes") is not None else None),
         "dtype": "float32",
     }
 
