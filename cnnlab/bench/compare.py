@@ -247,9 +247,11 @@ def compare(
     by_model, env = measured()
     notes = []
     if run_missing:
+        # every batch size asked for (or, without --bench, the defaults: so that a stopped comparison
+        # continues where it stopped); with --bench and no --batch-sizes only models it lacks altogether
+        ensure = explicit_sizes or bench_file is None
         missing = [m for m in models
-                   if (explicit_sizes and any(bs not in by_model[m] for bs in sizes))
-                   or (not explicit_sizes and not by_model[m])]
+                   if (ensure and any(bs not in by_model[m] for bs in sizes)) or (not ensure and not by_model[m])]
         if missing:
             bench(missing, sizes, out=own, resume=True, progress=progress, config=cfg)
             by_model, env = measured()
