@@ -60,8 +60,9 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
 
 
 def read_accuracy(path: str) -> dict[str, dict]:
-    """Measured accuracies by model from JSON (``{model: {top1, ...}}`` or a list of
-    records), JSONL or CSV; every record needs ``model`` and ``top1`` (percent)."""
+    """Accuracies by model from JSON (``{model: {top1, ...}}`` or a list of records),
+    JSONL or CSV; every record needs ``model`` and ``top1`` (percent); ``top5``,
+    ``dataset`` and ``source`` (default "measured") are optional."""
     try:
         with open(path) as f:
             text = f.read()
@@ -93,7 +94,7 @@ def read_accuracy(path: str) -> dict[str, dict]:
         if not 0 <= top1 <= 100:
             raise ValueError(f"{path} record {i + 1}: top1 {top1} is not a percentage")
         out[r["model"]] = {"top1": top1, "top5": top5, "dataset": r.get("dataset") or "measured",
-                           "source": f"measured ({os.path.basename(path)})"}
+                           "source": f"{r.get('source') or 'measured'} ({os.path.basename(path)})"}
     return out
 
 

@@ -44,6 +44,18 @@ def _kind(dataset: str | None) -> str:
     return dataset or "unknown"
 
 
+def _mb(n):
+    return None if n is None else n / 2**20
+
+
+def _ratio_text(rows) -> str:
+    pairs = [r["peak_memory_mb"] / r["est_peak_memory_mb"] for r in rows if r["est_peak_memory_mb"]]
+    if not pairs:
+        return ""
+    pairs.sort()
+    return f"; measured / estimate is {pairs[0]:.2f}x to {pairs[-1]:.2f}x (median {pairs[len(pairs) // 2]:.2f}x)"
+
+
 def _ref_batch(comp: Comparison) -> int | None:
     sizes = {bs for m in comp.measurements.values() for bs, r in m.items() if r["status"] == "ok"}
     if not sizes:
@@ -113,13 +125,16 @@ def figure_data(comp: Comparison) -> dict[str, dict]:
 
     # Fig. 4: peak memory vs batch size
     rows = [{"model": m, "batch_size": bs, "peak_memory_mb": r["memory"]["peak_bytes"] / 2**20,
-             "activations_mb": (r.get("analysis") or {}).get("activations_bytes", 0) / 2**20 or None}
+             "est_peak_memory_mb": _mb((r.get("analysis") or {}).get(
+                 "forward_peak_bytes" if r.get("mode", "infer") == "infer" else "train_step_bytes"))}
             for m, recs in ok.items() for bs, r in recs.items() if r.get("memory", {}).get("peak_bytes") is not None]
     if rows:
         method = next(r["memory"].get("method") for recs in ok.values() for r in recs.values() if r.get("memory"))
         figs["fig4_memory_vs_batch"] = {"rows": rows, "title": "Peak memory above baseline vs batch size",
-                                        "reading": f"Measured as {method}. Beside it, cnnlab.analyze's bytes of all "
-                                                   "activations the forward pass writes (the CSV's activations_mb)."}
+                                        "reading": f"Measured as {method}. Beside it in the CSV, cnnlab.analyze's estimate "
+                                                   "(est_peak_memory_mb: the most activation bytes alive at once in "
+                                                   "inference; saved activations + gradients in training)" +
+                                                   _ratio_text(rows) + "."}
     else:
         figs["fig4_memory_vs_batch"] = {"unavailable": "no memory measured"}
 
@@ -196,9 +211,10 @@ def _plot(name: str, fig: dict, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = fig["rows"]
-    f, ax = plt.subplots(figsize=(8, 5.5))
+    f, ax = plt.subplots(figsize=(9, 5.5))
     models = list(dict.fromkeys(r["model"] for r in rows))
     if name == "fig1_accuracy_vs_ops":
         biggest = max(r["params"] for r in rows)
@@ -212,15 +228,18 @@ def _plot(name: str, fig: dict, path: str) -> None:
         key, label = {"fig2_time_vs_batch": ("ms_per_image", "time per image [ms]"),
                       "fig3_power_vs_batch": ("avg_power_w", "average power [W]"),
                       "fig4_memory_vs_batch": ("peak_memory_mb", "peak memory above baseline [MiB]")}[name]
-        for m in models:
+        for i, m in enumerate(models):
             pts = [(r["batch_size"], r[key]) for r in rows if r["model"] == m]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="os^vDP*X"[i % 8], label=m,
+                    color=plt.cm.tab20(i % 20), linestyle="-" if i < 10 else "--")
         ax.set_xscale("log", base=2)
         if name != "fig3_power_vs_batch":
             ax.set_yscale("log")
+        sizes = sorted({r["batch_size"] for r in rows})
+        ax.set_xticks(sizes, [str(b) for b in sizes])
         ax.set_xlabel("batch size")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     elif name == "fig5_memory_vs_params":
         xs = [r["params"] / 1e6 for r in rows]
         ys = [r["peak_memory_mb"] + r["weights_mb"] for r in rows]
@@ -246,14 +265,24 @@ def _plot(name: str, fig: dict, path: str) -> None:
         ax.set_ylabel("operations per batch [GMACs]")
         ax.legend()
     elif name == "fig8_accuracy_vs_throughput":
-        for bs, marker in zip(sorted({r["batch_size"] for r in rows}), "os^"):
+        batches = sorted({r["batch_size"] for r in rows})
+        for m in models:  # a thin line from each model's batch-1 point to its larger-batch point
+            pts = sorted((r for r in rows if r["model"] == m), key=lambda r: r["batch_size"])
+            ax.plot([r["images_per_s"] for r in pts], [r["top1"] for r in pts], color="0.7", linewidth=0.8)
+        for bs, marker in zip(batches, "os^"):
             pts = [r for r in rows if r["batch_size"] == bs]
-            ax.scatter([r["images_per_s"] for r in pts], [r["top1"] for r in pts], marker=marker, label=f"batch {bs}")
+            ax.scatter([r["images_per_s"] for r in pts], [r["top1"] for r in pts], marker=marker, label=f"batch {bs}",
+                       zorder=3)
             front = sorted((r for r in pts if r["pareto"]), key=lambda r: r["images_per_s"])
-            ax.plot([r["images_per_s"] for r in front], [r["top1"] for r in front], "--", alpha=0.6)
-            for r in pts:
-                ax.annotate(r["model"], (r["images_per_s"], r["top1"]), fontsize=6)
+            ax.plot([r["images_per_s"] for r in front], [r["top1"] for r in front], "--", alpha=0.6,
+                    label=f"Pareto front, batch {bs}")
+        for r in rows:
+            if r["batch_size"] == batches[-1]:  # one label per model
+                ax.annotate(r["model"], (r["images_per_s"], r["top1"]), fontsize=7, xytext=(4, -3),
+                            textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("images per second (at the median latency)")
         ax.set_ylabel("top-1 accuracy [%]")
         ax.legend()
@@ -261,6 +290,7 @@ def _plot(name: str, fig: dict, path: str) -> None:
         order = sorted(rows, key=lambda r: r["top1_per_m_params"])
         ax.barh([r["model"] for r in order], [r["top1_per_m_params"] for r in order])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("top-1 [%] per million parameters")
     ax.set_title(fig["title"], fontsize=10)
     ax.grid(alpha=0.3, which="both")
