@@ -219,7 +219,8 @@ def compare(
         models = list_models()
     models = list(models)
     if bench_file is not None and not os.path.isfile(bench_file):
-        raise ValueError(f"--bench {bench_file}: no such file")
+        raise ValueError(f"--bench {bench_file}: " + ("a directory, not a bench file" if os.path.isdir(bench_file)
+                                                      else "no such file"))
     accuracy = read_accuracy(accuracy_file) if accuracy_file else {}
     explicit_sizes = batch_sizes is not None
     sizes = tuple(batch_sizes) if explicit_sizes else DEFAULT_BATCH_SIZES
