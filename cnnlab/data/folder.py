@@ -211,10 +211,15 @@ def _measured_stats(paths: tuple[str, ...], channels: int, seed: int) -> tuple[t
     square = torch.zeros(channels, dtype=torch.float64)
     count = 0
     for path in picked:
-        x = _to_tensor(_open_image(path, channels)).double() / 255.0
+        try:
+            x = _to_tensor(_open_image(path, channels)).double() / 255.0
+        except DataError:  # reported by path when the loader decodes it
+            continue
         total += x.sum(dim=(1, 2))
         square += x.square().sum(dim=(1, 2))
         count += x.shape[1] * x.shape[2]
+    if count == 0:
+        raise DataError("none of the sampled training images could be decoded")
     mean = total / count
     std = (square / count - mean.square()).clamp_min(1e-12).sqrt()
     return tuple(round(float(v), 4) for v in mean), tuple(max(round(float(v), 4), 1e-3) for v in std)
