@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["BUILTIN_OPTIMIZERS", "optimizer_class", "param_groups", "build_optimizer", "make_ema",
+__all__ = ["BUILTIN_OPTIMIZERS", "optimizer_class", "param_groups", "build_optimizer", "make_ema", "ema_decay_at",
            "renorm_filters", "preload"]
 
 BUILTIN_OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
@@ -98,11 +98,27 @@ def build_optimizer(model: nn.Module, recipe, factory: OptimizerFactory | None =
                          f"{exc}") from None
 
 
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The averaging decay after ``updates`` updates: ``min(decay, (1 + n) / (10 + n))``, the
+    warm-up of TensorFlow's ExponentialMovingAverage with which the Inception models were
+    averaged, so that a short run is not averaged with its random initialisation."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
 def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
     """An exponential moving average of ``model``'s parameters and buffers (Polyak averaging)."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        d = ema_decay_at(decay, int(n_averaged))
+        for a, c in zip(averaged, current):
+            if a.is_floating_point():
+                a.lerp_(c, 1.0 - d)
+            else:  # counters such as BatchNorm's num_batches_tracked follow the model
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 @torch.no_grad()
