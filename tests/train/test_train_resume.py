@@ -67,7 +67,7 @@ def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
 
     def epochs(d):
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-        return {r["epoch"]: r["test_loss"] for r in rows if r.get("kind") == "epoch"}
+        return {r["epoch"]: r["val_loss"] for r in rows if r.get("kind") == "epoch"}
 
     assert epochs(whole) == epochs(killed)
 
