@@ -99,7 +99,19 @@ def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], 
     model = model_from_checkpoint(state, dev)
     channels = int(meta["dataset_channels"])
     native = tuple(meta["dataset_image_size"] or meta["input_size"][1:])
-    x = torch.stack([_load_image(p, channels, native) for p in images])
+    if meta["dataset"] == "imagefolder":
+        # decoded exactly as the folder's test images were: shorter side to size / crop_pct, centre crop
+        from cnnlab.data.folder import EVAL_CROP, LARGE_INPUT, decode_image
+
+        native = tuple(meta["input_size"][1:])
+        crop = (state["config"].get("data_options") or {}).get("crop_pct")
+        crop = crop if crop is not None else (EVAL_CROP if min(native) >= LARGE_INPUT else 1.0)
+        for p in images:
+            if not Path(p).exists():
+                raise FileNotFoundError(f"no image at {p}")
+        x = torch.stack([decode_image(str(p), native, eval_crop=crop, channels=channels) for p in images])
+    else:
+        x = torch.stack([_load_image(p, channels, native) for p in images])
     classes = list(meta["classes"]) or [str(i) for i in range(meta["num_classes"])]
     info = cdata.dataset_info(meta["dataset"])
     info = info.with_(mean=tuple(meta["mean"]), std=tuple(meta["std"]), channels=channels,

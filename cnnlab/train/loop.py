@@ -402,6 +402,7 @@ def _load_data(cfg: TrainConfig, recipe: Recipe) -> _Data:
     load = dict(data_dir=cfg.data_dir, download=cfg.download, **options)
     train_set = _subset(cdata.load_dataset(cfg.dataset, "train", **load), cfg.train_samples, cfg.seed)
     test_set = _subset(cdata.load_dataset(cfg.dataset, "test", **load), cfg.test_samples, cfg.seed + 1)
+    info = getattr(train_set, "info", info)  # an image folder's own channels, size and statistics
     classes = list(getattr(train_set, "classes", None) or info.classes or [])
     if len(classes) < 2 and classes:
         raise ValueError(f"{cfg.dataset} has a single class ({classes[0]!r}): a classifier needs at least two")
@@ -505,6 +506,11 @@ def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
     torch.set_num_threads(threads)
     cfg = dataclasses.replace(cfg, threads=threads)
     aux_weights = _aux_weights(model, recipe)
+    if main and cfg.progress != "none":
+        val_text = f" / {len(data.val)} validation" if data.val is not None else ""
+        print(f"{cfg.model} on {cfg.dataset}: {len(data.train)} training{val_text} / {len(data.test)} test images; "
+              f"recipe {recipe.name} ({recipe.optimizer_text()}, lr {recipe.lr:g}, {recipe.epochs} epochs); "
+              f"{threads} CPU thread(s): {threads_why}", flush=True)
     torch.manual_seed(cfg.seed + 1000 * dist_info.rank + 1)  # dropout / drop-path draws differ per rank
 
     augment = cdata.AugmentConfig(**recipe.augment_kwargs())
