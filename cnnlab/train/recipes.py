@@ -763,7 +763,7 @@ class SENet(Recipe):
 
 @register_recipe
 @dataclass
-class NASNetImageNet(Recipe):
+class NASNetImageNet(InceptionV3):
     name: ClassVar[str] = "nasnet_imagenet"
     citation: ClassVar[str] = (
         "Zoph, Vasudevan, Shlens, Le (2017). Learning Transferable Architectures for Scalable Image "
@@ -774,26 +774,11 @@ class NASNetImageNet(Recipe):
         "epochs, as Inception), label smoothing 0.1, auxiliary classifier weighted 0.4, weight decay 4e-5, "
         "ScheduledDropPath ramped linearly from 0 to the model's drop_path_rate over training (the trainer "
         "calls set_drop_path_progress every step), evaluation with a running average of the weights "
-        "(decay 0.9999). These values follow the paper's appendix as recalled; they could not be checked "
-        "against its text here. Batch 32 per process and 100 epochs are cnnlab's choices."
+        "(decay 0.9999), as Inception-v3's recipe without its gradient clipping. These values follow the "
+        "paper's appendix as recalled; they could not be checked against its text here. Batch 32 per "
+        "process and 100 epochs are cnnlab's choices."
     )
-    epochs: int = 100
-    batch_size: int = 32
-    optimizer: str = "rmsprop"
-    lr: float = 0.045
-    momentum: float = 0.0
-    rms_decay: float = 0.9
-    eps: float | None = 1.0
-    weight_decay: float = 4e-5
-    schedule: str = "step"
-    step_epochs: float = 2.0
-    gamma: float = 0.94
-    label_smoothing: float = 0.1
-    aux_weight: float | None = 0.4
-    ema_decay: float = 0.9999
-    flip: bool = True
-    random_resized_crop: bool = True
-    scale: tuple[float, ...] = (0.08, 1.0)
+    grad_clip: float = 0.0  # the paper mentions no clipping
 
 
 @register_recipe
