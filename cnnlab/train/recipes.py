@@ -291,12 +291,12 @@ class LeNet5(Recipe):
         "per-parameter step sizes from running estimates of the diagonal curvature, a global rate stepping "
         "down from 0.0005 to 0.00001, no weight decay; its best results add distorted copies of the training "
         "digits (Sec. III-C). cnnlab stands in Adam for SDLM (also per-parameter step sizes, from running "
-        "second-moment estimates) with batches of 16, a cosine decay from 0.003, 20 epochs, and random shifts "
+        "second-moment estimates) with batches of 32, a cosine decay from 0.003, 30 epochs, and random shifts "
         "of up to 2 pixels of the 28x28 digit inside the 32x32 field in place of the distortions. On the "
         "3,600 training digits of mnist_5k this reaches about 97-98% test accuracy (docs/training.md)."
     )
-    epochs: int = 20
-    batch_size: int = 16
+    epochs: int = 30
+    batch_size: int = 32
     optimizer: str = "adam"
     lr: float = 0.003
     weight_decay: float = 0.0
