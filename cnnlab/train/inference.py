@@ -57,6 +57,12 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
     if classes and len(classes) != meta["num_classes"]:
         raise ValueError(f"the checkpoint classifies {meta['num_classes']} classes ({meta['dataset']}); "
                          f"{dataset} has {len(classes)}")
+    trained = [str(c) for c in meta.get("classes") or []]
+    if classes and trained and [str(c) for c in classes] != trained:
+        differ = next(i for i, (a, b) in enumerate(zip(trained, classes)) if str(a) != str(b))
+        raise ValueError(f"the checkpoint's classes are not {dataset}'s: its class {differ} is "
+                         f"{trained[differ]!r} ({meta['dataset']}), {dataset}'s is {classes[differ]!r}; "
+                         "its scores would be read against the wrong labels")
     if test_samples is not None and test_samples < len(test_set):
         test_set = test_set.subset(list(range(test_samples)))
     model = model_from_checkpoint(state, dev)
