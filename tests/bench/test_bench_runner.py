@@ -194,3 +194,24 @@ def test_is_oom():
     assert is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not is_oom(ValueError("out of memory"))  # not an allocation failure
+
+
+def test_worker_keeps_freed_memory_unless_the_user_chose(monkeypatch):
+    import subprocess
+
+    import cnnlab.bench.runner as runner
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env, **kw):
+            seen.update(env)
+            raise OSError("not started in this test")
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    with pytest.raises(OSError):
+        runner._run_worker({}, lambda rec: None)
+    assert seen["MALLOC_TRIM_THRESHOLD_"] == str(2**30)
+    assert seen["MALLOC_MMAP_THRESHOLD_"] == "65536"  # the user's own setting wins
