@@ -5,12 +5,28 @@ import os
 
 import pytest
 
-import bench_fake_models  # noqa: F401  (registers bench_troubled, bench_sleeper, bench_hog here too)
-from cnnlab.bench import bench, read_results, to_csv
+from cnnlab.bench import bench, read_results
 from cnnlab.cli import main
 
 FAKE = ["bench_fake_models"]
 QUICK = dict(min_time=0.01, warmup=1, imports=FAKE)
+_FAKE_NAMES = ("bench_troubled", "bench_sleeper", "bench_hog")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fake_models():
+    """Registers the test models (bench_fake_models) for this module only: imported here, not
+    at collection, and removed afterwards, so tests parametrized over the registry never see them."""
+    import importlib
+    import sys
+
+    from cnnlab import registry
+
+    yield importlib.import_module("bench_fake_models")
+    for name in _FAKE_NAMES:
+        registry._BUILDERS.pop(name, None)
+        registry._INFOS.pop(name, None)
+    sys.modules.pop("bench_fake_models", None)
 
 
 def _lines(path):
