@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -325,7 +324,3 @@ def _write_tables(result: Comparison, out: str) -> None:
         w.writeheader()
         for r in result.rows:
             w.writerow({k: ("" if r[k] is None else r[k]) for k in fields})
-
-
-def _isfinite(v) -> bool:
-    return v is not None and math.isfinite(v)
