@@ -215,8 +215,13 @@ def is_model(name: str) -> bool:
     return name in _BUILDERS
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
-    """Build the registered model ``name``; keyword arguments go to its builder."""
+def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> Any:
+    """Build the registered model ``name``; keyword arguments go to its builder.
+
+    ``pretrained=True`` (or a tag such as ``"IMAGENET1K_V1"``) loads the published
+    weights (``cnnlab weights`` lists them; see :mod:`cnnlab.weights`); with another
+    ``num_classes`` the classifier is replaced by a new one.
+    """
     _ensure_loaded()
     if name not in _BUILDERS:
         raise _unknown(name)
@@ -227,6 +232,10 @@ def create_model(name: str, **kwargs: Any) -> Any:
     if unknown and not takes_any:
         accepted = ", ".join(sorted(params))
         raise TypeError(f"{name}: unexpected argument(s) {', '.join(unknown)}; it accepts: {accepted}")
+    if pretrained is not False and pretrained is not None:
+        from cnnlab.weights.load import build_pretrained
+
+        return build_pretrained(name, pretrained, builder, kwargs)
     return builder(**kwargs)
 
 
