@@ -44,6 +44,9 @@ class TrainConfig:
     train_samples: int | None = None  # a seeded random subset of the training set
     test_samples: int | None = None
     num_workers: int | None = None
+    # published weights to start from (True: the model's DEFAULT tag; or a tag); see cnnlab.weights
+    pretrained: bool | str | None = None
+    freeze_backbone: bool = False  # train only the classifier (needs pretrained)
 
     def validate(self) -> "TrainConfig":
         from cnnlab.train.trackers import TRACKERS
@@ -57,6 +60,8 @@ class TrainConfig:
         bad = [t for t in self.trackers if t not in TRACKERS]
         if bad:
             raise ValueError(f"unknown tracker(s) {', '.join(bad)}; choose from {', '.join(TRACKERS)}")
+        if self.freeze_backbone and not self.pretrained:
+            raise ValueError("freeze_backbone needs pretrained weights (--pretrained): a random backbone is no backbone")
         for name in ("image_size", "train_samples", "test_samples", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

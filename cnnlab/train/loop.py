@@ -338,7 +338,10 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
     # 3. The model, seeded, on the device.
     torch.manual_seed(cfg.seed)
     if module is None:
-        model = create_model(cfg.model, num_classes=num_classes)
+        model = create_model(cfg.model, num_classes=num_classes, pretrained=cfg.pretrained)
+        if cfg.freeze_backbone:  # fine-tune the classifier only
+            from cnnlab.weights import freeze_backbone
+            freeze_backbone(model)
     else:
         model = module
     input_size = _input_size(model, info, cfg.image_size)

@@ -89,9 +89,11 @@ TV_NOTES = {
              "maps that to (x - 0.5) / 0.5 (the checkpoint was trained on [-1, 1] inputs); cnnlab's googlenet has "
              "no such switch, so the preprocessing here is (x - 0.5) / 0.5 directly (the same numbers)."),
     "inception_v3": dict(
-        model_kwargs=(("transform_input", True),),
-        note="Built with transform_input=True, as torchvision builds it for these weights: the model maps "
-             "ImageNet-normalized input to the [-1, 1] range Google's checkpoint was trained on."),
+        mean=INCEPTION_MEAN, std=INCEPTION_STD,
+        note="torchvision normalizes with ImageNet mean/std and builds Inception-v3 with transform_input=True, which "
+             "maps that to (x - 0.5) / 0.5 (Google's checkpoint was trained on [-1, 1] inputs); cnnlab builds the "
+             "plain model (transform_input=False, so a fine-tuned checkpoint rebuilds the same function) and "
+             "normalizes with (x - 0.5) / 0.5 directly (the same numbers)."),
 }
 # torchvision's DenseNet checkpoints still use the old key names 'norm.1', 'conv.2', ...
 # (torchvision/models/densenet.py, _load_state_dict); cnnlab rewrites them the same way.
@@ -120,8 +122,7 @@ for (model, tag, enum, default, file_name, top1, top5, mib, resize, crop, recipe
         sha256_prefix=hash_prefix_of(file_name), size_mb=round(mib * 1.048576, 1),
         top1=top1, top5=top5,
         accuracy_source=f"torchvision 0.29.1, {enum}.{tag}.meta['_metrics']['ImageNet-1K']",
-        recipe=recipe, default=default,
-        model_kwargs=extra.get("model_kwargs", ()), key_map=TV_KEY_MAPS.get(model),
+        recipe=recipe, default=default, key_map=TV_KEY_MAPS.get(model),
     ))
 
 # ----------------------------------------------------------------------------- timm

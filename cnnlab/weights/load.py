@@ -146,8 +146,6 @@ def build_pretrained(name: str, pretrained: bool | str, builder: Callable[..., n
     in_chans = kwargs.get("in_chans", 3)
     if in_chans != w.input_size[0]:
         raise WeightsError(f"{w.name} takes {w.input_size[0]}-channel input; in_chans={in_chans} cannot use them")
-    for key, value in w.model_kwargs:
-        kwargs.setdefault(key, value)
     path = fetch_weights(w, download=download)
     model = builder(num_classes=w.num_classes, **kwargs)
     load_weights(model, w, path)

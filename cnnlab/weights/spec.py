@@ -104,8 +104,6 @@ class Weights:
     license_source: str = ""
     recipe: str = ""
     default: bool = False
-    # builder arguments the weights need (torchvision builds inception_v3 with transform_input=True)
-    model_kwargs: tuple[tuple[str, Any], ...] = ()
     # a key rewrite the file needs before it fits the model (see cnnlab.weights.load.KEY_MAPS)
     key_map: str | None = None
     notes: str = ""
@@ -148,7 +146,6 @@ class Weights:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["model_kwargs"] = dict(self.model_kwargs)
         d["file_name"] = self.file_name
         d["input_size"] = list(self.input_size)
         d["preprocessing"]["mean"] = list(self.preprocessing.mean)
