@@ -112,6 +112,8 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: Callable[[
                     progress(done, total)
             out.flush()
             os.fsync(out.fileno())
+    if length is not None and done < total:  # the server closed the connection early: keep the bytes, resume later
+        raise ConnectionError(f"the connection closed after {done:,} of {total:,} bytes")
 
 
 def _bar(name: str) -> Callable[[int, int | None], None] | None:

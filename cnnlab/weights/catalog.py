@@ -95,6 +95,9 @@ TV_NOTES = {
              "plain model (transform_input=False, so a fine-tuned checkpoint rebuilds the same function) and "
              "normalizes with (x - 0.5) / 0.5 directly (the same numbers)."),
 }
+# torchvision's Wide ResNet V1 files hold float16 tensors: their _file_size is 2 bytes per parameter
+# (131.82 MiB for 68,883,240 parameters; the V2 files, 263.12 MiB, are float32).
+TV_HALF = {("wide_resnet50_2", "IMAGENET1K_V1"), ("wide_resnet101_2", "IMAGENET1K_V1")}
 # torchvision's DenseNet checkpoints still use the old key names 'norm.1', 'conv.2', ...
 # (torchvision/models/densenet.py, _load_state_dict); cnnlab rewrites them the same way.
 TV_KEY_MAPS = {m: "torchvision_densenet" for m in ("densenet121", "densenet161", "densenet169", "densenet201")}
@@ -123,6 +126,7 @@ for (model, tag, enum, default, file_name, top1, top5, mib, resize, crop, recipe
         top1=top1, top5=top5,
         accuracy_source=f"torchvision 0.29.1, {enum}.{tag}.meta['_metrics']['ImageNet-1K']",
         recipe=recipe, default=default, key_map=TV_KEY_MAPS.get(model),
+        dtype="float16" if (model, tag) in TV_HALF else "float32",
     ))
 
 # ----------------------------------------------------------------------------- timm

@@ -104,6 +104,7 @@ class Weights:
     license_source: str = ""
     recipe: str = ""
     default: bool = False
+    dtype: str = "float32"  # of the tensors in the file; load_state_dict converts to the model's dtype
     # a key rewrite the file needs before it fits the model (see cnnlab.weights.load.KEY_MAPS)
     key_map: str | None = None
     notes: str = ""
