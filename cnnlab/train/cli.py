@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
+import re
 import sys
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = ["register"]
 
 # Flags written by hand in _add_train (with short help); the rest are generated from Recipe.
 _HAND_WRITTEN = {"epochs", "batch_size", "lr", "optimizer", "optimizer_options", "val_fraction"}
+_TAG = re.compile(r"[A-Za-z0-9_]+")
 _CHOICES = {"schedule": SCHEDULES, "warmup": WARMUPS, "padding_mode": ("constant", "reflect"),
             "plateau_metric": ("val", "train")}
 
@@ -60,6 +61,19 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
 def _add_pretrained(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="TAG",
                    help=f"{what} the model's published weights (`cnnlab weights`): its DEFAULT, or --pretrained=TAG")
+    # `predict resnet50 --pretrained photo.jpg`: argparse would read the image as the tag. A value that
+    # cannot be a tag (tags are letters, digits and _) stays a positional argument instead.
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        if args is not None:
+            args = list(args)
+            for i in range(len(args) - 1):
+                if args[i] == "--pretrained" and not args[i + 1].startswith("-") and not _TAG.fullmatch(args[i + 1]):
+                    args[i] = "--pretrained=DEFAULT"
+        return parse(args, namespace)
+
+    p.parse_known_args = parse_known_args
 
 
 def _add_train(sub) -> None:
@@ -255,7 +269,7 @@ def _eval_pretrained(args: argparse.Namespace) -> int:
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify image files with a checkpoint (or a model's published weights)")
     p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt); with --pretrained a model name")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
     _add_pretrained(p, "classify into the 1000 ImageNet classes with")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", choices=DEVICES, default="auto")
@@ -268,17 +282,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    images, pretrained = list(args.images), args.pretrained
-    if isinstance(pretrained, str) and (any(c in pretrained for c in "./\\") or os.path.exists(pretrained)):
-        images, pretrained = [pretrained, *images], True  # `--pretrained photo.jpg`: the flag took the image
-    if not images:
-        raise ValueError("give at least one image")
-    if pretrained:
+    if args.pretrained:
         from cnnlab.train.inference import predict_pretrained
 
-        results = predict_pretrained(args.checkpoint, images, pretrained, top_k=args.top_k, device=args.device)
+        results = predict_pretrained(args.checkpoint, args.images, args.pretrained, top_k=args.top_k,
+                                     device=args.device)
     else:
-        results = predict(args.checkpoint, images, top_k=args.top_k, device=args.device)
+        results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import http.server
 import io
+import json
 import logging
 import math
 import os
@@ -313,6 +314,11 @@ def test_predict_prints_imagenet_class_names(server, home, tmp_path, capsys):
     p = math.exp(10) / (math.exp(10) + 999)  # softmax: one logit of 10, 999 of 0
     assert out[0].endswith("photo.png") and out[1].split() == [f"{100 * p:.2f}%", "goldfish"]
     assert imagenet_classes()[1] == "goldfish"
+    # a tag, given as --pretrained=TAG or as the next word, and the image after it
+    for flags in (["--pretrained=test"], ["--pretrained", "TEST"]):
+        assert main(["predict", MODEL, *flags, str(img), "--top-k", "1", "--json", "--device", "cpu"]) == 0
+        r = json.loads(capsys.readouterr().out)
+        assert r[0]["weights"] == f"{MODEL}.TEST" and r[0]["top"][0]["class"] == "goldfish"
 
 
 def test_eval_pretrained_on_an_imagenet_style_folder(server, home, tmp_path, capsys):
@@ -323,7 +329,6 @@ def test_eval_pretrained_on_an_imagenet_style_folder(server, home, tmp_path, cap
         for i in range(n):
             _image(root / wnid / f"{i}.jpg", size=(48 + i, 40))
     assert main(["eval", MODEL, "--pretrained", "--data-root", str(tmp_path), "--device", "cpu", "--json"]) == 0
-    import json
 
     r = json.loads(capsys.readouterr().out)
     assert r["samples"] == 6
