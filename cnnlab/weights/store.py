@@ -61,7 +61,7 @@ def _sha256(path: Path) -> str:
 def _write_record(path: Path, w: Weights, sha256: str) -> None:
     st = path.stat()
     record = {"file": path.name, "url": w.url, "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    tmp = _record_path(path).with_suffix(".tmp")
+    tmp = _record_path(path).with_name(f".{path.name}.sha256.tmp-{os.getpid()}")  # ranks may write at once
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, _record_path(path))
 
