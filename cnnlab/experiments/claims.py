@@ -290,6 +290,7 @@ class Bottleneck(Experiment):
         k = range(1, len(st["naive_macs"]) + 1)
         a2.plot(k, [m / 1e9 for m in st["naive_macs"]], "o-", label="naive")
         a2.plot(k, [m / 1e9 for m in st["reduced_macs"]], "s-", label="1x1 reduced")
+        a2.set_xticks(list(k))
         a2.set_xlabel("module in the stack")
         a2.set_ylabel("GMACs of the module")
         a2.set_title("stacked modules")
@@ -338,3 +339,234 @@ def _bottleneck_time(run: Run, folder: Path) -> dict:
             times.append(time.perf_counter() - t0)
     return {"seconds_per_batch": statistics.median(times), "all_seconds": times,
             "threads": torch.get_num_threads()}
+
+
+# ---------------------------------------------------------------------------------------
+# small-filters
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class FilterBlock(nn.Sequential):
+    """``n`` stacked k x k convolutions C -> C (each followed by BN and ReLU when ``norm``)."""
+
+    def __init__(self, channels: int, kernel: int, n: int, norm: bool = True):
+        layers: list[nn.Module] = []
+        for _ in range(n):
+            layers += _conv_bn_relu(channels, channels, kernel) if norm else [
+                nn.Conv2d(channels, channels, kernel, padding=kernel // 2, bias=False)]
+        super().__init__(*layers)
+
+
+class FilterNet(nn.Module):
+    """A small classifier around one :class:`FilterBlock`: a 3x3 stem to C channels, the
+    block, global average pooling, a linear classifier. Only the block differs between arms."""
+
+    def __init__(self, in_chans: int, num_classes: int, channels: int, kernel: int, n: int):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn_relu(in_chans, channels, 3))
+        self.block = FilterBlock(channels, kernel, n)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)))
+
+
+_SMALL_FILTER_ARMS = {"3x3-x3": (3, 3), "7x7-x1": (7, 1)}
+
+
+def _dataset_shape(name: str) -> tuple[int, int, int]:
+    from cnnlab.data import dataset_info
+
+    info = dataset_info(name)
+    return info.channels, info.num_classes, info.image_size[0]
+
+
+@register_experiment
+class SmallFilters(Experiment):
+    name = "small-filters"
+    title = "Three stacked 3x3 convolutions see what one 7x7 sees, with fewer weights"
+    claim = ("A stack of three 3x3 convolutions (C channels in and out) has the receptive field of one 7x7 "
+             "convolution with 27C^2 instead of 49C^2 weights and three non-linearities instead of one; "
+             "trained in the same network it is at least as accurate.")
+    source = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556), Sec. 2.3"
+    paper_result = ("VGG's Table 3: replacing pairs of 3x3 layers by single 5x5 layers (net C vs a shallow "
+                    "variant of B) raised top-1 error by 7% on ImageNet.")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 2, "small": 4, "paper": 3}
+    scales = {
+        "smoke": {"channels": 8, "epochs": 1, "batch_size": 128, "recipe": "fast", "train_samples": 512},
+        "small": {"channels": 32, "epochs": 8, "batch_size": 64, "recipe": "fast"},
+        "paper": {"channels": 128, "epochs": 30, "batch_size": 128, "recipe": "fast"},
+    }
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        runs = [Run("anatomy", "anatomy", 0, {"channels": cfg["channels"]}, compute=_small_filter_anatomy)]
+        for s in ctx.seeds:
+            for arm, (k, n) in _SMALL_FILTER_ARMS.items():
+                runs.append(Run(f"{arm}-seed{s}", arm, s, {"kernel": k, "stack": n, **cfg},
+                                build=lambda seed, k=k, n=n: FilterNet(in_chans, classes, cfg["channels"], k, n),
+                                fit=_fit_options(cfg)))
+        return runs
+
+    def evaluate(self, records, ctx):
+        c = ctx.config["channels"]
+        an = next(r for r in records if r["arm"] == "anatomy")["metrics"]
+        acc = _arm_stats(records, "test_top1")
+        params = _arm_stats(records, "params")
+        checks = [
+            exact("receptive field 3x3 stack", "three stacked 3x3 convolutions see 7x7 input pixels",
+                  an["3x3-x3"]["receptive_field"], 7, what="analyze() receptive field"),
+            exact("receptive field 7x7", "one 7x7 convolution sees 7x7 input pixels",
+                  an["7x7-x1"]["receptive_field"], 7, what="analyze() receptive field"),
+            exact("weights 3x3 stack", f"the stack has 27C^2 = {27 * c * c:,} weights (C = {c})",
+                  an["3x3-x3"]["params"], 27 * c * c, what="analyze() params vs 27C^2 by hand"),
+            exact("weights 7x7", f"the 7x7 convolution has 49C^2 = {49 * c * c:,} weights",
+                  an["7x7-x1"]["params"], 49 * c * c, what="analyze() params vs 49C^2 by hand"),
+            compare("accuracy", "the 3x3 stack's network is more accurate on held-out test data",
+                    acc["3x3-x3"], acc["7x7-x1"], a_label="3x3 stack", b_label="7x7", greater=True,
+                    metric="test top-1 %", scale=100),
+        ]
+        summary = {"anatomy": an, "test_top1": acc, "params": params,
+                   "train_error": _arm_stats(records, "train_error"),
+                   "seconds_per_epoch": _arm_stats(records, "seconds_per_epoch")}
+        return summary, checks
+
+    def tables(self, records, summary, ctx):
+        an = summary["anatomy"]
+        rows = []
+        for arm in _SMALL_FILTER_ARMS:
+            rows.append([arm, an[arm]["receptive_field"], f"{an[arm]['params']:,}", an[arm]["nonlinearities"],
+                         f"{summary['params'][arm]['mean']:,.0f}", fmt(summary["test_top1"][arm], 100, unit="%"),
+                         fmt(summary["train_error"][arm], 100, unit="%"),
+                         fmt(summary["seconds_per_epoch"][arm], 1, 3, " s")])
+        return [markdown_table(["block", "receptive field", "block weights", "ReLUs", "network params",
+                                "test top-1", "final train error", "s / epoch"], rows)]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import errorbar_groups, new_figure, save
+
+        fig, (a1, a2) = new_figure(2)
+        arms = list(_SMALL_FILTER_ARMS)
+        a1.bar(arms, [summary["anatomy"][a]["params"] for a in arms], color="#c0d6a4", edgecolor="#34495e")
+        a1.set_ylabel("weights of the block")
+        a1.set_title(f"receptive field 7 in both (C = {ctx.config['channels']})")
+        errorbar_groups(a2, arms, [summary["test_top1"][a] for a in arms], scale=100, ylabel="test top-1 (%)")
+        a2.set_title(f"{ctx.dataset}: mean, 95% CI, seeds")
+        return [save(fig, out, "small_filters")]
+
+
+def _small_filter_anatomy(run: Run, folder: Path) -> dict:
+    from cnnlab.anatomy import analyze
+
+    c = run.settings["channels"]
+    out = {}
+    for arm, (k, n) in _SMALL_FILTER_ARMS.items():
+        a = analyze(FilterBlock(c, k, n, norm=False), (c, 32, 32))
+        out[arm] = {"params": a.totals["params"], "receptive_field": a.totals["output_receptive_field"],
+                    "macs_32x32": a.totals["macs"], "nonlinearities": n}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# degradation
+
+
+def _cifar_resnet(depth: int, width: int, residual: bool, in_chans: int, classes: int, **kwargs):
+    """He et al.'s CIFAR network (6n+2 layers, widths w/2w/4w), with option-A shortcuts or none."""
+    from cnnlab.models.resnet import ResNet
+
+    n, rest = divmod(depth - 2, 6)
+    if rest or n < 1:
+        raise ValueError(f"depth must be 6n + 2, got {depth}")
+    return ResNet("basic", (n,) * 3, widths=(width, 2 * width, 4 * width), stem="cifar", stem_width=width,
+                  shortcut="A" if residual else False, num_classes=classes, in_chans=in_chans, **kwargs)
+
+
+@register_experiment
+class Degradation(Experiment):
+    name = "degradation"
+    title = "Deeper plain networks train worse; residual connections fix it"
+    claim = ("The deepest plain network has a higher TRAINING error than the shallowest one (degradation, not "
+             "overfitting), and with residual connections the deepest network trains better than the deepest "
+             "plain one and at least as well as the shallowest residual one.")
+    source = "He, Zhang, Ren & Sun 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385), Fig. 1 and 6"
+    paper_result = ("CIFAR-10: plain-56 has higher training and test error than plain-20 (Fig. 1); ResNet-110/56 "
+                    "reach 6.43%/6.97% test error, lower than ResNet-20's 8.75% (Table 6).")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 1, "small": 3, "paper": 3}
+    scales = {
+        "smoke": {"depths": [8, 14], "width": 4, "epochs": 1, "batch_size": 128, "recipe": "fast",
+                  "train_samples": 256},
+        "small": {"depths": [8, 20, 44], "width": 8, "epochs": 10, "batch_size": 64, "recipe": "fast"},
+        "paper": {"depths": [20, 32, 44, 56], "width": 16, "epochs": 164, "batch_size": 128,
+                  "recipe": "resnet_cifar"},
+    }
+    notes = ("Training error is the trainer's running top-1 error over the last epoch's training batches "
+             "(with the recipe's augmentation), as in the paper's training curves.")
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        runs = []
+        for s in ctx.seeds:
+            for kind in ("plain", "residual"):
+                for d in cfg["depths"]:
+                    runs.append(Run(f"{kind}{d}-seed{s}", f"{kind}-{d}", s,
+                                    {"depth": d, "residual": kind == "residual", **cfg},
+                                    build=lambda seed, d=d, r=kind == "residual": _cifar_resnet(
+                                        d, cfg["width"], r, in_chans, classes),
+                                    fit=_fit_options(cfg)))
+        return runs
+
+    def evaluate(self, records, ctx):
+        d0, d1 = ctx.config["depths"][0], ctx.config["depths"][-1]
+        tr = _arm_stats(records, "train_error")
+        te = _arm_stats(records, "test_error")
+        checks = [
+            compare("plain degrades", f"plain-{d1} has a higher training error than plain-{d0}",
+                    tr[f"plain-{d1}"], tr[f"plain-{d0}"], a_label=f"plain-{d1}", b_label=f"plain-{d0}",
+                    greater=True, metric="final training error %", scale=100),
+            compare("residual fixes it", f"residual-{d1} has a lower training error than plain-{d1}",
+                    tr[f"residual-{d1}"], tr[f"plain-{d1}"], a_label=f"residual-{d1}", b_label=f"plain-{d1}",
+                    greater=False, metric="final training error %", scale=100),
+            compare("residual gains from depth", f"residual-{d1} has a lower training error than residual-{d0}",
+                    tr[f"residual-{d1}"], tr[f"residual-{d0}"], a_label=f"residual-{d1}",
+                    b_label=f"residual-{d0}", greater=False, metric="final training error %", scale=100),
+        ]
+        summary = {"train_error": tr, "test_error": te, "params": _arm_stats(records, "params"),
+                   "seconds_per_epoch": _arm_stats(records, "seconds_per_epoch"),
+                   "judged_on": "final training error (the claim is about optimisation, not generalisation)"}
+        return summary, checks
+
+    def tables(self, records, summary, ctx):
+        rows = []
+        for kind in ("plain", "residual"):
+            for d in ctx.config["depths"]:
+                arm = f"{kind}-{d}"
+                rows.append([arm, f"{summary['params'][arm]['mean']:,.0f}", fmt(summary["train_error"][arm], 100, unit="%"),
+                             fmt(summary["test_error"][arm], 100, unit="%"),
+                             fmt(summary["seconds_per_epoch"][arm], 1, 3, " s")])
+        return [markdown_table(["network", "params", "final training error", "test error", "s / epoch"], rows)]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import new_figure, save
+
+        fig, axes = new_figure(2)
+        for ax, kind in zip(axes, ("plain", "residual")):
+            for d in ctx.config["depths"]:
+                ep, tr = _mean_curve(records, f"{kind}-{d}", "train_top1")
+                line, = ax.plot(ep, [100 * (1 - v) for v in tr], "-", label=f"{kind}-{d} train")
+                ep, va = _mean_curve(records, f"{kind}-{d}", "val_top1")
+                ax.plot(ep, [100 * (1 - v) for v in va], "--", color=line.get_color(), lw=0.8)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("error (%)  — solid: training, dashed: validation")
+            ax.set_title(f"{kind} ({ctx.dataset}, mean of {len(ctx.seeds)} seed(s))")
+            ax.legend(fontsize=7)
+        return [save(fig, out, "degradation")]

@@ -284,7 +284,7 @@ def _median(xs: list[float]) -> float | None:
 def _progress(total: int, mode: str, name: str):
     from tqdm.auto import tqdm
 
-    disable = mode == "none" or (mode == "auto" and not sys.stderr.isatty())
+    disable = mode in ("none", "lines") or (mode == "auto" and not sys.stderr.isatty())
     return tqdm(total=total, desc=f"{name}: runs", unit="run", disable=disable, file=sys.stderr)
 
 

@@ -27,13 +27,13 @@ def save(fig, out: Path, stem: str) -> str:
     return stem
 
 
-def errorbar_groups(ax, labels, stats, *, scale: float = 1.0, ylabel: str = "", color=None):
-    """Mean ± 95% CI bars (the interval the verdict rule uses); points are the seeds."""
+def errorbar_groups(ax, labels, stats, *, scale: float = 1.0, ylabel: str = ""):
+    """Mean with its 95% CI (the interval the verdict rule uses) per group; dots are the seeds."""
     xs = list(range(len(labels)))
-    means = [s["mean"] * scale for s in stats]
-    errs = [0 if s["ci95"] is None else (s["ci95"][1] - s["mean"]) * scale for s in stats]
-    ax.bar(xs, means, yerr=errs, capsize=4, color=color or "#8fb3d9", edgecolor="#34495e")
     for x, s in zip(xs, stats):
-        ax.plot([x] * len(s["values"]), [v * scale for v in s["values"]], "k.", ms=4)
+        ax.plot([x + 0.12] * len(s["values"]), [v * scale for v in s["values"]], ".", color="#7f8c8d", ms=5)
+        err = None if s["ci95"] is None else [[(s["mean"] - s["ci95"][0]) * scale], [(s["ci95"][1] - s["mean"]) * scale]]
+        ax.errorbar([x], [s["mean"] * scale], yerr=err, fmt="o", capsize=5, color="#2c3e50")
     ax.set_xticks(xs, labels, rotation=20, ha="right")
+    ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.set_ylabel(ylabel)
