@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlab.experiments.core import Context, Experiment, Run, register_experiment
 from cnnlab.experiments.report import markdown_table
-from cnnlab.experiments.stats import Check, compare, exact, fmt, holds, summarize
+from cnnlab.experiments.stats import Check, compare, exact, fmt, holds, not_below, summarize
 
 __all__ = ["OneByOne", "Bottleneck", "SmallFilters", "Degradation", "StochasticDepth", "WideVsDeep",
            "NaiveInception", "ReducedInception"]
@@ -390,7 +390,7 @@ class SmallFilters(Experiment):
     title = "Three stacked 3x3 convolutions see what one 7x7 sees, with fewer weights"
     claim = ("A stack of three 3x3 convolutions (C channels in and out) has the receptive field of one 7x7 "
              "convolution with 27C^2 instead of 49C^2 weights and three non-linearities instead of one; "
-             "trained in the same network it is at least as accurate.")
+             "trained in the same network it is more accurate.")
     source = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556), Sec. 2.3"
     paper_result = ("VGG's Table 3: replacing pairs of 3x3 layers by single 5x5 layers (net C vs a shallow "
                     "variant of B) raised top-1 error by 7% on ImageNet.")
@@ -570,3 +570,188 @@ class Degradation(Experiment):
             ax.set_title(f"{kind} ({ctx.dataset}, mean of {len(ctx.seeds)} seed(s))")
             ax.legend(fontsize=7)
         return [save(fig, out, "degradation")]
+
+
+# ---------------------------------------------------------------------------------------
+# stochastic-depth
+
+
+@register_experiment
+class StochasticDepth(Experiment):
+    name = "stochastic-depth"
+    title = "Stochastic depth shortens training"
+    claim = ("Dropping whole residual blocks at random during training (survival probability decaying "
+             "linearly to p_L = 0.5) cuts the time per training epoch by about a quarter, without losing "
+             "test accuracy.")
+    source = "Huang, Sun, Liu, Sedra & Weinberger 2016, Deep Networks with Stochastic Depth (arXiv:1603.09382), Sec. 4"
+    paper_result = ("ResNet-110 on CIFAR-10 (54 residual blocks, about 40 kept on average): about 25% less "
+                    "training time, test error 5.25% vs 6.41% with constant depth.")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 2, "small": 3, "paper": 3}
+    scales = {
+        "smoke": {"depth": 14, "width": 4, "p_L": 0.5, "epochs": 2, "batch_size": 128, "recipe": "fast",
+                  "train_samples": 256},
+        "small": {"depth": 56, "width": 8, "p_L": 0.5, "epochs": 8, "batch_size": 64, "recipe": "fast"},
+        "paper": {"depth": 110, "width": 16, "p_L": 0.5, "epochs": 500, "batch_size": 128,
+                  "recipe": "stochastic_depth"},
+    }
+    notes = ("Time per epoch is the median of the trainer's epoch times after the first epoch (wall clock, "
+             "so other load on the machine adds noise; the two arms alternate run by run).")
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        runs = []
+        for s in ctx.seeds:
+            for arm, rate in (("constant-depth", 0.0), ("stochastic-depth", cfg["p_L"])):
+                runs.append(Run(f"{arm}-seed{s}", arm, s, {"drop_path_rate": rate, **cfg},
+                                build=lambda seed, rate=rate: _cifar_resnet(cfg["depth"], cfg["width"], True, in_chans,
+                                                                            classes, drop_path_rate=rate),
+                                fit=_fit_options(cfg)))
+        return runs
+
+    def evaluate(self, records, ctx):
+        t = _arm_stats(records, "seconds_per_epoch")
+        acc = _arm_stats(records, "test_top1")
+        n_blocks = 3 * ((ctx.config["depth"] - 2) // 6)
+        from cnnlab.models.resnet import survival_probabilities
+
+        expected_kept = sum(survival_probabilities(n_blocks, ctx.config["p_L"])) / n_blocks
+        checks = [
+            compare("faster", "an epoch with stochastic depth takes less time",
+                    t["stochastic-depth"], t["constant-depth"], a_label="stochastic depth",
+                    b_label="constant depth", greater=False, metric="seconds per epoch", unit=" s"),
+            not_below("no accuracy lost", "stochastic depth is at least as accurate on test data",
+                      acc["stochastic-depth"], acc["constant-depth"], a_label="stochastic depth",
+                      b_label="constant depth", metric="test top-1 %", scale=100),
+        ]
+        saving = 1 - t["stochastic-depth"]["mean"] / t["constant-depth"]["mean"]
+        summary = {"seconds_per_epoch": t, "test_top1": acc, "train_error": _arm_stats(records, "train_error"),
+                   "time_saving": saving, "expected_fraction_of_blocks_kept": expected_kept}
+        return summary, checks
+
+    def tables(self, records, summary, ctx):
+        rows = [[arm, fmt(summary["seconds_per_epoch"][arm], 1, 3, " s"), fmt(summary["test_top1"][arm], 100, unit="%"),
+                 fmt(summary["train_error"][arm], 100, unit="%")] for arm in ("constant-depth", "stochastic-depth")]
+        return [markdown_table(["training", "s / epoch", "test top-1", "final train error"], rows)
+                + f"\n\nMeasured time saving: {100 * summary['time_saving']:.1f}%; blocks kept on average by the "
+                  f"linear rule: {100 * summary['expected_fraction_of_blocks_kept']:.1f}% (the saving's upper bound "
+                  "for the blocks' share of the time)."]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import errorbar_groups, new_figure, save
+
+        arms = ["constant-depth", "stochastic-depth"]
+        fig, (a1, a2) = new_figure(2)
+        errorbar_groups(a1, arms, [summary["seconds_per_epoch"][a] for a in arms], ylabel="seconds per epoch")
+        errorbar_groups(a2, arms, [summary["test_top1"][a] for a in arms], scale=100, ylabel="test top-1 (%)")
+        a1.set_title(f"ResNet-{ctx.config['depth']} on {ctx.dataset}")
+        return [save(fig, out, "stochastic_depth")]
+
+
+# ---------------------------------------------------------------------------------------
+# wide-vs-deep
+
+
+def _wrn(depth: int, k: int, base: int, in_chans: int, classes: int):
+    """WRN-depth-k (pre-activation, (depth-4)/6 blocks per group) with base widths base/2base/4base."""
+    from cnnlab.models.resnet import ResNet
+
+    n, rest = divmod(depth - 4, 6)
+    if rest or n < 1:
+        raise ValueError(f"a wide ResNet needs depth = 6n + 4, got {depth}")
+    return ResNet("basic", (n,) * 3, widths=(base, 2 * base, 4 * base), widen_factor=k, preact=True, stem="cifar",
+                  stem_width=base, shortcut="B", num_classes=classes, in_chans=in_chans)
+
+
+def _matching_width(deep_params: int, depth: int, base: int, in_chans: int, classes: int) -> tuple[int, int]:
+    """The widen factor k whose WRN-depth-k has the parameter count closest to ``deep_params``."""
+    from cnnlab.anatomy import analyze
+
+    best = None
+    for k in range(1, 33):
+        p = analyze(_wrn(depth, k, base, in_chans, classes), (in_chans, 8, 8)).totals["params"]
+        if best is None or abs(p - deep_params) < abs(best[1] - deep_params):
+            best = (k, p)
+        if p > deep_params:
+            break
+    return best
+
+
+@register_experiment
+class WideVsDeep(Experiment):
+    name = "wide-vs-deep"
+    title = "A wide shallow ResNet beats a thin deep one per unit of time"
+    claim = ("Of two residual networks with about the same number of parameters, the wide shallow one trains "
+             "faster per epoch and is at least as accurate as the thin deep one.")
+    source = "Zagoruyko & Komodakis 2016, Wide Residual Networks (arXiv:1605.07146), Sec. 3 and Table 4"
+    paper_result = ("CIFAR-10: WRN-40-4 (8.9M params) 4.97% error vs ResNet-1001 (10.2M) 4.92%, trained 8x "
+                    "faster; WRN-16-4 (2.7M) 5.02% vs ResNet-164 (1.7M) 5.46%.")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 2, "small": 3, "paper": 3}
+    scales = {
+        "smoke": {"deep_depth": 16, "wide_depth": 10, "base": 4, "epochs": 2, "batch_size": 128,
+                  "recipe": "fast", "train_samples": 256},
+        "small": {"deep_depth": 40, "wide_depth": 10, "base": 8, "epochs": 8, "batch_size": 64, "recipe": "fast"},
+        "paper": {"deep_depth": 100, "wide_depth": 16, "base": 16, "epochs": 200, "batch_size": 128,
+                  "recipe": "wide_resnet"},
+    }
+    notes = ("The wide network's widen factor is chosen by the experiment as the one whose parameter count "
+             "(counted by analyze) is closest to the deep, k = 1 network's; time per epoch is the median of "
+             "the trainer's epoch times after the first.")
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        from cnnlab.anatomy import analyze
+
+        deep_params = analyze(_wrn(cfg["deep_depth"], 1, cfg["base"], in_chans, classes), (in_chans, 8, 8)).totals["params"]
+        k, _ = _matching_width(deep_params, cfg["wide_depth"], cfg["base"], in_chans, classes)
+        arms = {f"deep WRN-{cfg['deep_depth']}-1": (cfg["deep_depth"], 1),
+                f"wide WRN-{cfg['wide_depth']}-{k}": (cfg["wide_depth"], k)}
+        runs = []
+        for s in ctx.seeds:
+            for arm, (d, kk) in arms.items():
+                runs.append(Run(f"{arm.split()[0]}-seed{s}", arm, s, {"depth": d, "widen_factor": kk, **cfg},
+                                build=lambda seed, d=d, kk=kk: _wrn(d, kk, cfg["base"], in_chans, classes),
+                                fit=_fit_options(cfg)))
+        return runs
+
+    def evaluate(self, records, ctx):
+        t = _arm_stats(records, "seconds_per_epoch")
+        acc = _arm_stats(records, "test_top1")
+        deep = next(a for a in t if a.startswith("deep"))
+        wide = next(a for a in t if a.startswith("wide"))
+        checks = [
+            compare("faster", "the wide network takes less time per epoch", t[wide], t[deep], a_label="wide",
+                    b_label="deep", greater=False, metric="seconds per epoch", unit=" s"),
+            not_below("as accurate", "the wide network is at least as accurate on test data", acc[wide], acc[deep],
+                      a_label="wide", b_label="deep", metric="test top-1 %", scale=100),
+        ]
+        summary = {"arms": [deep, wide], "seconds_per_epoch": t, "test_top1": acc,
+                   "params": _arm_stats(records, "params"), "macs": _arm_stats(records, "macs"),
+                   "train_error": _arm_stats(records, "train_error")}
+        return summary, checks
+
+    def tables(self, records, summary, ctx):
+        rows = [[arm, f"{summary['params'][arm]['mean']:,.0f}", f"{summary['macs'][arm]['mean']:,.0f}",
+                 fmt(summary["seconds_per_epoch"][arm], 1, 3, " s"), fmt(summary["test_top1"][arm], 100, unit="%"),
+                 fmt(summary["train_error"][arm], 100, unit="%")] for arm in summary["arms"]]
+        return [markdown_table(["network", "params", "MACs / image", "s / epoch", "test top-1", "final train error"], rows)]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import new_figure, save
+
+        fig, (ax,) = new_figure(width=5.5)
+        for arm, marker in zip(summary["arms"], "os"):
+            for r in records:
+                if r["arm"] == arm:
+                    ax.plot(r["metrics"]["seconds_per_epoch"], 100 * r["metrics"]["test_top1"], marker, color="C0" if marker == "o" else "C1")
+            ax.plot([], [], marker, color="C0" if marker == "o" else "C1", label=arm)
+        ax.set_xlabel("seconds per epoch")
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"{ctx.dataset}: one point per seed")
+        ax.legend()
+        return [save(fig, out, "wide_vs_deep")]

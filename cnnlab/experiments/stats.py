@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 __all__ = ["HELD", "NOT_HELD", "INCONCLUSIVE", "VERDICTS", "Check", "summarize", "t_quantile",
-           "compare", "exact", "holds", "combine"]
+           "compare", "not_below", "exact", "holds", "combine"]
 
 HELD = "held"
 NOT_HELD = "did not hold"
@@ -98,6 +98,22 @@ def compare(name: str, claim: str, a: dict, b: dict, *, a_label: str, b_label: s
         verdict = INCONCLUSIVE
         evidence += " (overlap)"
     return Check(name, claim, verdict, COMPARE_RULE, evidence)
+
+
+NOT_BELOW_RULE = ("non-inferiority: did not hold when the 95% confidence interval of A's mean lies wholly "
+                  "below B's; held otherwise; fewer than 2 seeds: inconclusive")
+
+
+def not_below(name: str, claim: str, a: dict, b: dict, *, a_label: str, b_label: str, metric: str = "",
+              scale: float = 1.0, unit: str = "") -> Check:
+    """Check the claim "``a`` is not lower than ``b``" (at least as good) by non-inferiority."""
+    evidence = (f"{metric + ': ' if metric else ''}{a_label} {fmt(a, scale, unit=unit)}, "
+                f"{b_label} {fmt(b, scale, unit=unit)}")
+    if a["ci95"] is None or b["ci95"] is None:
+        return Check(name, claim, INCONCLUSIVE, NOT_BELOW_RULE, evidence + "; fewer than 2 seeds, no interval")
+    evidence += (f"; 95% CIs [{a['ci95'][0] * scale:.3f}, {a['ci95'][1] * scale:.3f}] vs "
+                 f"[{b['ci95'][0] * scale:.3f}, {b['ci95'][1] * scale:.3f}]")
+    return Check(name, claim, NOT_HELD if a["ci95"][1] < b["ci95"][0] else HELD, NOT_BELOW_RULE, evidence)
 
 
 def exact(name: str, claim: str, measured: float, expected: float, *, tol: float = 0.0,
