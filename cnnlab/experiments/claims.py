@@ -755,3 +755,197 @@ class WideVsDeep(Experiment):
         ax.set_title(f"{ctx.dataset}: one point per seed")
         ax.legend()
         return [save(fig, out, "wide_vs_deep")]
+
+
+# ---------------------------------------------------------------------------------------
+# ensemble
+
+
+def _ensemble_members(cfg: dict, in_chans: int, classes: int) -> dict:
+    """Three different networks: the 3x3 VGG-like net, a CIFAR ResNet, a wide ResNet."""
+    w = cfg["width"]
+    return {
+        "vgg-like": lambda seed: FilterNet(in_chans, classes, 4 * w, 3, 3),
+        f"resnet-{cfg['resnet_depth']}": lambda seed: _cifar_resnet(cfg["resnet_depth"], w, True, in_chans, classes),
+        "wrn-10-2": lambda seed: _wrn(10, 2, w, in_chans, classes),
+    }
+
+
+def _ensemble(run: Run, folder: Path) -> dict:
+    """Average the members' softmax over the test set (Shao et al.'s fusion, unweighted)."""
+    probs, labels = [], None
+    for key in run.settings["members"]:
+        saved = torch.load(folder.parent / key / "test_probs.pt")
+        if labels is not None and not torch.equal(labels, saved["labels"]):
+            raise RuntimeError(f"member {key} was tested on other labels")
+        labels = saved["labels"]
+        probs.append(saved["probs"])
+    mean = torch.stack(probs).mean(0)
+    member_top1 = {k: float((p.argmax(1) == labels).double().mean()) for k, p in zip(run.settings["members"], probs)}
+    return {"test_top1": float((mean.argmax(1) == labels).double().mean()), "member_test_top1": member_top1,
+            "test_samples": int(labels.numel())}
+
+
+@register_experiment
+class Ensemble(Experiment):
+    name = "ensemble"
+    title = "An ensemble of different networks beats each of them"
+    claim = ("Averaging the softmax outputs of several different trained networks gives a higher test accuracy "
+             "than any one of them.")
+    source = ("Shao et al. 2016 (ILSVRC'16 winner 'Trimps-Soushen', feature/score fusion); Krizhevsky et al. 2012 "
+              "and Szegedy et al. 2014 also report ensembles")
+    paper_result = ("ILSVRC 2016 classification: the fused ensemble of Inception, Inception-ResNet, ResNet and Wide "
+                    "ResNet models reached 2.99% top-5 error, below each single model.")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 2, "small": 3, "paper": 3}
+    scales = {
+        "smoke": {"width": 4, "resnet_depth": 8, "epochs": 1, "batch_size": 128, "recipe": "fast",
+                  "train_samples": 256},
+        "small": {"width": 8, "resnet_depth": 20, "epochs": 8, "batch_size": 64, "recipe": "fast"},
+        "paper": {"width": 16, "resnet_depth": 56, "epochs": 100, "batch_size": 128, "recipe": "fast"},
+    }
+    notes = "The ensemble is formed once per seed from the members trained with that seed; no weights are tuned."
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        runs = []
+        for s in ctx.seeds:
+            keys = []
+            for arm, build in _ensemble_members(cfg, in_chans, classes).items():
+                keys.append(f"{arm}-seed{s}")
+                runs.append(Run(keys[-1], arm, s, {"member": arm, **cfg}, build=build, fit=_fit_options(cfg),
+                                keep_test_outputs=True))
+            runs.append(Run(f"ensemble-seed{s}", "ensemble", s, {"members": keys}, compute=_ensemble))
+        return runs
+
+    def evaluate(self, records, ctx):
+        acc = _arm_stats(records, "test_top1")
+        members = [a for a in acc if a != "ensemble"]
+        checks = [compare(f"beats {m}", f"the ensemble is more accurate than {m}", acc["ensemble"], acc[m],
+                          a_label="ensemble", b_label=m, greater=True, metric="test top-1 %", scale=100)
+                  for m in members]
+        return {"test_top1": acc, "members": members, "params": _arm_stats(records, "params")}, checks
+
+    def tables(self, records, summary, ctx):
+        rows = [[m, f"{summary['params'][m]['mean']:,.0f}", fmt(summary["test_top1"][m], 100, unit="%")]
+                for m in summary["members"]]
+        total = sum(summary["params"][m]["mean"] for m in summary["members"])
+        rows.append(["ensemble (mean softmax)", f"{total:,.0f}", fmt(summary["test_top1"]["ensemble"], 100, unit="%")])
+        return [markdown_table(["network", "params", "test top-1"], rows)]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import errorbar_groups, new_figure, save
+
+        arms = summary["members"] + ["ensemble"]
+        fig, (ax,) = new_figure(width=5.5)
+        errorbar_groups(ax, arms, [summary["test_top1"][a] for a in arms], scale=100, ylabel="test top-1 (%)")
+        ax.set_title(f"{ctx.dataset}: mean, 95% CI, seeds")
+        return [save(fig, out, "ensemble")]
+
+
+# ---------------------------------------------------------------------------------------
+# aux-heads
+
+
+class AuxPlainNet(nn.Module):
+    """A plain (no shortcut) CIFAR-style network of 3 stages with ``n`` 3x3 conv layers each,
+    and optionally a GoogLeNet-style auxiliary classifier after stage 2 (average pool, 1x1
+    conv, FC): in training mode it returns ``AuxOutput(logits, (aux,))`` and the trainer
+    adds ``aux_weight * CE(aux)`` to the loss; in eval mode the head is unused."""
+
+    def __init__(self, in_chans: int, classes: int, width: int, n: int, aux: bool, aux_weight: float = 0.3):
+        super().__init__()
+        w = (width, 2 * width, 4 * width)
+        self.stem = nn.Sequential(*_conv_bn_relu(in_chans, w[0], 3))
+        stages = []
+        cin = w[0]
+        for i, c in enumerate(w):
+            layers = []
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers += [nn.Conv2d(cin, c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c),
+                           nn.ReLU(inplace=True)]
+                cin = c
+            stages.append(nn.Sequential(*layers))
+        self.stage1, self.stage2, self.stage3 = stages
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w[2], classes))
+        self.aux_head = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Conv2d(w[1], w[1], 1), nn.ReLU(inplace=True),
+                                      nn.Flatten(), nn.Linear(4 * w[1], classes)) if aux else None
+        self.aux_loss_weights = (aux_weight,) if aux else ()
+
+    def forward(self, x):
+        from cnnlab.models.base import AuxOutput
+
+        mid = self.stage2(self.stage1(self.stem(x)))
+        logits = self.head(self.stage3(mid))
+        if self.aux_head is not None and self.training:
+            return AuxOutput(logits, (self.aux_head(mid),))
+        return logits
+
+
+@register_experiment
+class AuxHeads(Experiment):
+    name = "aux-heads"
+    title = "Auxiliary classifiers inject gradient into a deep network"
+    claim = ("A deep plain network trained with a GoogLeNet-style auxiliary classifier (loss weight 0.3) half-way "
+             "up reaches a lower training error and a higher test accuracy than the same network without it.")
+    source = ("Szegedy et al. 2014, Going Deeper with Convolutions (arXiv:1409.4842), Sec. 5; Szegedy et al. 2015 "
+              "(Inception-v3, arXiv:1512.00567) Sec. 4 found they act mostly as regularizers")
+    paper_result = ("GoogLeNet: the auxiliary heads' effect was 'relatively minor (around 0.5%)'; Inception-v3: "
+                    "no faster early convergence, slightly better accuracy at the end of training.")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 2, "small": 3, "paper": 3}
+    scales = {
+        "smoke": {"width": 4, "layers_per_stage": 2, "epochs": 1, "batch_size": 128, "recipe": "fast",
+                  "train_samples": 256},
+        "small": {"width": 8, "layers_per_stage": 6, "epochs": 8, "batch_size": 64, "recipe": "fast"},
+        "paper": {"width": 16, "layers_per_stage": 9, "epochs": 100, "batch_size": 128, "recipe": "fast"},
+    }
+    notes = "Both arms evaluate the same network without the auxiliary head (it is used in training only)."
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        runs = []
+        for s in ctx.seeds:
+            for arm, aux in (("without aux", False), ("with aux", True)):
+                runs.append(Run(f"{'aux' if aux else 'noaux'}-seed{s}", arm, s, {"aux": aux, **cfg},
+                                build=lambda seed, aux=aux: AuxPlainNet(in_chans, classes, cfg["width"],
+                                                                        cfg["layers_per_stage"], aux),
+                                fit=_fit_options(cfg)))
+        return runs
+
+    def evaluate(self, records, ctx):
+        tr = _arm_stats(records, "train_error")
+        acc = _arm_stats(records, "test_top1")
+        checks = [
+            compare("lower training error", "with the auxiliary head the training error is lower",
+                    tr["with aux"], tr["without aux"], a_label="with aux", b_label="without", greater=False,
+                    metric="final training error %", scale=100),
+            compare("higher test accuracy", "with the auxiliary head the test accuracy is higher",
+                    acc["with aux"], acc["without aux"], a_label="with aux", b_label="without", greater=True,
+                    metric="test top-1 %", scale=100),
+        ]
+        return {"train_error": tr, "test_top1": acc, "depth": 3 * ctx.config["layers_per_stage"] + 2}, checks
+
+    def tables(self, records, summary, ctx):
+        rows = [[arm, fmt(summary["train_error"][arm], 100, unit="%"), fmt(summary["test_top1"][arm], 100, unit="%")]
+                for arm in ("without aux", "with aux")]
+        return [f"A plain network of {summary['depth']} weight layers.\n\n"
+                + markdown_table(["training", "final training error", "test top-1"], rows)]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import new_figure, save
+
+        fig, (ax,) = new_figure(width=5.5)
+        for arm in ("without aux", "with aux"):
+            ep, tr = _mean_curve(records, arm, "train_top1")
+            ax.plot(ep, [100 * (1 - v) for v in tr], "-o", ms=3, label=arm)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training error (%)")
+        ax.set_title(f"plain-{summary['depth']} on {ctx.dataset}, mean of {len(ctx.seeds)} seed(s)")
+        ax.legend()
+        return [save(fig, out, "aux_heads")]

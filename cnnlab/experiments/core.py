@@ -59,6 +59,7 @@ class Run:
     build: Callable[[int], Any] | None = None
     fit: dict[str, Any] = field(default_factory=dict)
     compute: Callable[["Run", Path], dict] | None = None
+    keep_test_outputs: bool = False  # training runs: save the test set's softmax to test_probs.pt
 
     def __post_init__(self):
         if (self.build is None) == (self.compute is None):
@@ -253,6 +254,14 @@ def _train(run: Run, folder: Path, ctx: Context) -> dict:
                 if rec.get("kind") == "epoch":
                     epochs.append(rec)
     last = epochs[-1] if epochs else {}
+    if run.keep_test_outputs:
+        if results.get("evaluated_weights") != "final":
+            raise ValueError(f"run {run.key}: test outputs are kept for the final weights only, "
+                             f"the trainer evaluated {results.get('evaluated_weights')!r}")
+        top1 = _save_test_outputs(model, dataset, info, size, folder, ctx)
+        if abs(top1 - results["test"]["top1"]) > 1e-6:  # the same weights and images as the trainer's test
+            raise RuntimeError(f"run {run.key}: the kept test outputs score {top1:.4f}, the trainer "
+                               f"{results['test']['top1']:.4f}")
     metrics = {
         "params": anatomy.totals["params"],
         "macs": anatomy.totals["macs"],
@@ -271,6 +280,29 @@ def _train(run: Run, folder: Path, ctx: Context) -> dict:
     }
     return {"dataset": dataset, "fit": {k: v for k, v in options.items()}, "metrics": metrics,
             "epochs": epochs, "trainer_results": results}
+
+
+def _save_test_outputs(model, dataset: str, info, size: int, folder: Path, ctx: Context) -> float:
+    """Softmax of ``model`` over the test split (as the trainer's test loader feeds it), saved
+    with the labels to ``folder/test_probs.pt``; returns the top-1 accuracy it implies."""
+    import torch
+
+    from cnnlab import data as cdata
+    from cnnlab.train.loop import resolve_device
+
+    dev = resolve_device(ctx.device)
+    test_set = cdata.load_dataset(dataset, "test")
+    loader = cdata.make_loader(test_set, batch_size=256, train=False, device=dev,
+                               input_size=(info.channels, size, size))
+    model.eval()
+    probs, labels = [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            probs.append(torch.softmax(model(x).float(), dim=1).cpu())
+            labels.append(y.cpu())
+    probs, labels = torch.cat(probs), torch.cat(labels)
+    torch.save({"probs": probs, "labels": labels}, folder / "test_probs.pt")
+    return float((probs.argmax(1) == labels).double().mean())
 
 
 def _median(xs: list[float]) -> float | None:
