@@ -562,12 +562,13 @@ class Degradation(Experiment):
         for ax, kind in zip(axes, ("plain", "residual")):
             for d in ctx.config["depths"]:
                 ep, tr = _mean_curve(records, f"{kind}-{d}", "train_top1")
-                line, = ax.plot(ep, [100 * (1 - v) for v in tr], "-", label=f"{kind}-{d} train")
+                line, = ax.plot(ep, [100 * (1 - v) for v in tr], "-", label=f"{kind}-{d}")
                 ep, va = _mean_curve(records, f"{kind}-{d}", "val_top1")
                 ax.plot(ep, [100 * (1 - v) for v in va], "--", color=line.get_color(), lw=0.8)
             ax.set_xlabel("epoch")
-            ax.set_ylabel("error (%)  — solid: training, dashed: validation")
-            ax.set_title(f"{kind} ({ctx.dataset}, mean of {len(ctx.seeds)} seed(s))")
+            ax.set_ylabel("error (%)")
+            ax.set_title(f"{kind}: training (solid), validation (dashed)\n{ctx.dataset}, mean of {len(ctx.seeds)} seed(s)",
+                         fontsize=9)
             ax.legend(fontsize=7)
         return [save(fig, out, "degradation")]
 

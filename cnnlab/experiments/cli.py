@@ -31,9 +31,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from cnnlab.experiments import run_experiment
 
-    results = run_experiment(args.name, scale=args.scale, seeds=args.seeds, dataset=args.dataset, out=args.out,
-                             resume=args.resume, device=args.device, threads=args.threads,
-                             progress=args.progress)
+    out = args.out or f"experiments/{args.name}-{args.scale}"
+    try:
+        results = run_experiment(args.name, scale=args.scale, seeds=args.seeds, dataset=args.dataset, out=out,
+                                 resume=args.resume, device=args.device, threads=args.threads,
+                                 progress=args.progress)
+    except KeyboardInterrupt:
+        seeds = f" --seeds {args.seeds}" if args.seeds else ""
+        dataset = f" --dataset {args.dataset}" if args.dataset else ""
+        print(f"cnnlab experiment: interrupted; finished runs are kept in {out}/runs; continue with: cnnlab "
+              f"experiment run {args.name} --scale {args.scale}{seeds}{dataset} --out {out} --resume", file=sys.stderr)
+        return 130
     print(f"{results['experiment']} ({results['scale']}, {len(results['seeds'])} seed(s)"
           + (f", {results['dataset']}" if results["dataset"] else "") + f"): {results['verdict'].upper()}")
     for c in results["checks"]:

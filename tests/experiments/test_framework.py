@@ -138,3 +138,58 @@ def test_run_needs_exactly_one_action():
         Run("k", "a")
     with pytest.raises(ValueError, match="plain folder name"):
         Run("../k", "a", compute=lambda r, f: {})
+
+
+class _Interrupting(__import__("torch").nn.Module):
+    """A tiny classifier that raises KeyboardInterrupt at its ``stop_at``-th training forward."""
+
+    def __init__(self, stop_at):
+        super().__init__()
+        import torch.nn as nn
+
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(4, 10))
+        self.calls, self.stop_at = 0, stop_at
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.stop_at:
+                raise KeyboardInterrupt
+        return self.net(x)
+
+
+class OneTrainingRun(Experiment):
+    name = "one-training-run-test"
+    title = "test"
+    claim = "test"
+    datasets = ("digits",)
+    scales = {"smoke": {}}
+    default_seeds = {"smoke": 1}
+
+    def __init__(self, stop_at=None):
+        self.stop_at = stop_at
+
+    def plan(self, ctx):
+        return [Run("tiny", "tiny", 0, {"epochs": 3}, build=lambda seed: _Interrupting(self.stop_at),
+                    fit={"epochs": 3, "batch_size": 256, "recipe": "fast", "train_samples": 512})]
+
+    def evaluate(self, records, ctx):
+        return {}, [exact("ran", "it ran", len(records), 1)]
+
+
+def test_a_training_run_interrupted_mid_way_continues_from_its_checkpoint(tmp_path):
+    out = tmp_path / "t"
+    # one step an epoch (512 samples less the validation hold-out, full batches of 256):
+    # the 3rd training forward falls after at least one finished epoch
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(OneTrainingRun(stop_at=3), out=out, progress="none", threads=1)
+    folder = out / "runs" / "tiny"
+    assert (folder / "last.pt").exists() and not (folder / "record.json").exists()
+    finished = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()
+                if '"epoch"' in line and json.loads(line)["kind"] == "epoch"]
+    assert 1 <= len(finished) < 3
+    res = run_experiment(OneTrainingRun(), out=out, resume=True, progress="none", threads=1)
+    rec = res["runs"][0]
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2, 3]  # the finished epochs kept, not repeated
+    assert rec["trainer_results"]["resumed_from_epoch"] == finished[-1]
