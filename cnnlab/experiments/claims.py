@@ -23,6 +23,8 @@ __all__ = ["OneByOne", "Bottleneck", "SmallFilters", "Degradation", "StochasticD
 # Offline datasets: installed with a package, no download (see `cnnlab datasets`).
 OFFLINE = ("digits", "mnist_5k", "shapes")
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+# "At least as accurate" allows one percentage point of test top-1 (a non-inferiority margin).
+ACCURACY_MARGIN = 0.01
 
 
 def _arm_stats(records: list[dict], metric: str) -> dict[str, dict]:
@@ -625,7 +627,7 @@ class StochasticDepth(Experiment):
                     b_label="constant depth", greater=False, metric="seconds per epoch", unit=" s"),
             not_below("no accuracy lost", "stochastic depth is at least as accurate on test data",
                       acc["stochastic-depth"], acc["constant-depth"], a_label="stochastic depth",
-                      b_label="constant depth", metric="test top-1 %", scale=100),
+                      b_label="constant depth", margin=ACCURACY_MARGIN, metric="test top-1 %", scale=100),
         ]
         saving = 1 - t["stochastic-depth"]["mean"] / t["constant-depth"]["mean"]
         summary = {"seconds_per_epoch": t, "test_top1": acc, "train_error": _arm_stats(records, "train_error"),
@@ -729,7 +731,7 @@ class WideVsDeep(Experiment):
             compare("faster", "the wide network takes less time per epoch", t[wide], t[deep], a_label="wide",
                     b_label="deep", greater=False, metric="seconds per epoch", unit=" s"),
             not_below("as accurate", "the wide network is at least as accurate on test data", acc[wide], acc[deep],
-                      a_label="wide", b_label="deep", metric="test top-1 %", scale=100),
+                      a_label="wide", b_label="deep", margin=ACCURACY_MARGIN, metric="test top-1 %", scale=100),
         ]
         summary = {"arms": [deep, wide], "seconds_per_epoch": t, "test_top1": acc,
                    "params": _arm_stats(records, "params"), "macs": _arm_stats(records, "macs"),
@@ -950,3 +952,89 @@ class AuxHeads(Experiment):
         ax.set_title(f"plain-{summary['depth']} on {ctx.dataset}, mean of {len(ctx.seeds)} seed(s)")
         ax.legend()
         return [save(fig, out, "aux_heads")]
+
+
+# ---------------------------------------------------------------------------------------
+# dense-efficiency
+
+
+def _densenet_bc(depth: int, growth: int, in_chans: int, classes: int):
+    """CIFAR DenseNet-BC of ``depth`` (3 blocks of (depth-4)/6 bottleneck layers), growth rate ``growth``."""
+    from cnnlab.models.densenet import DenseNet
+
+    n, rest = divmod(depth - 4, 6)
+    if rest or n < 1:
+        raise ValueError(f"a DenseNet-BC needs depth = 6n + 4, got {depth}")
+    return DenseNet(growth, (n, n, n), 2 * growth, stem="cifar", num_classes=classes, in_chans=in_chans)
+
+
+@register_experiment
+class DenseEfficiency(Experiment):
+    name = "dense-efficiency"
+    title = "Dense connectivity is parameter-efficient"
+    claim = ("A DenseNet-BC reaches at least the test accuracy of a ResNet that has several times more "
+             "parameters.")
+    source = "Huang, Liu, van der Maaten & Weinberger 2017, Densely Connected Convolutional Networks (arXiv:1608.06993), Sec. 4.3 and Fig. 4"
+    paper_result = ("CIFAR-10+: DenseNet-BC-100 (k=12, 0.8M params) 4.51% error vs pre-activation ResNet-1001 "
+                    "(10.2M) 4.62%; on ImageNet DenseNet-201 (20M) matches ResNet-101 (44.5M).")
+    datasets = OFFLINE + DOWNLOADED
+    default_dataset = {"smoke": "digits", "small": "digits", "paper": "cifar10"}
+    default_seeds = {"smoke": 2, "small": 3, "paper": 3}
+    scales = {
+        "smoke": {"dense_depth": 16, "growth": 4, "resnet_depth": 8, "resnet_width": 8, "epochs": 1,
+                  "batch_size": 128, "recipe": "fast", "train_samples": 256},
+        "small": {"dense_depth": 40, "growth": 8, "resnet_depth": 20, "resnet_width": 16, "epochs": 8,
+                  "batch_size": 64, "recipe": "fast"},
+        "paper": {"dense_depth": 100, "growth": 12, "resnet_depth": 110, "resnet_width": 16, "epochs": 300,
+                  "batch_size": 64, "recipe": "densenet_cifar"},
+    }
+
+    def plan(self, ctx):
+        cfg = ctx.config
+        in_chans, classes, _ = _dataset_shape(ctx.dataset)
+        arms = {
+            f"densenet-bc-{cfg['dense_depth']}-k{cfg['growth']}":
+                lambda seed: _densenet_bc(cfg["dense_depth"], cfg["growth"], in_chans, classes),
+            f"resnet-{cfg['resnet_depth']}-w{cfg['resnet_width']}":
+                lambda seed: _cifar_resnet(cfg["resnet_depth"], cfg["resnet_width"], True, in_chans, classes),
+        }
+        return [Run(f"{arm.split('-')[0]}-seed{s}", arm, s, {"network": arm, **cfg}, build=build,
+                    fit=_fit_options(cfg)) for s in ctx.seeds for arm, build in arms.items()]
+
+    def evaluate(self, records, ctx):
+        acc = _arm_stats(records, "test_top1")
+        params = _arm_stats(records, "params")
+        dense = next(a for a in acc if a.startswith("densenet"))
+        res = next(a for a in acc if a.startswith("resnet"))
+        ratio = params[res]["mean"] / params[dense]["mean"]
+        checks = [
+            holds("fewer parameters", "the DenseNet-BC has fewer parameters", params[dense]["mean"] < params[res]["mean"],
+                  rule="parameters counted by analyze()",
+                  evidence=f"{dense} {params[dense]['mean']:,.0f}, {res} {params[res]['mean']:,.0f} ({ratio:.1f}x)"),
+            not_below("as accurate", "the DenseNet-BC is at least as accurate on test data", acc[dense], acc[res],
+                      a_label=dense, b_label=res, margin=ACCURACY_MARGIN, metric="test top-1 %", scale=100),
+        ]
+        return {"arms": [dense, res], "test_top1": acc, "params": params, "param_ratio": ratio,
+                "seconds_per_epoch": _arm_stats(records, "seconds_per_epoch"),
+                "macs": _arm_stats(records, "macs")}, checks
+
+    def tables(self, records, summary, ctx):
+        rows = [[a, f"{summary['params'][a]['mean']:,.0f}", f"{summary['macs'][a]['mean']:,.0f}",
+                 fmt(summary["test_top1"][a], 100, unit="%"), fmt(summary["seconds_per_epoch"][a], 1, 3, " s")]
+                for a in summary["arms"]]
+        return [markdown_table(["network", "params", "MACs / image", "test top-1", "s / epoch"], rows)]
+
+    def figures(self, records, summary, ctx, out):
+        from cnnlab.experiments.plots import new_figure, save
+
+        fig, (ax,) = new_figure(width=5.5)
+        for i, arm in enumerate(summary["arms"]):
+            xs = [r["metrics"]["params"] for r in records if r["arm"] == arm]
+            ys = [100 * r["metrics"]["test_top1"] for r in records if r["arm"] == arm]
+            ax.plot(xs, ys, "os"[i], color=f"C{i}", label=arm, alpha=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (log scale)")
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"{ctx.dataset}: one point per seed")
+        ax.legend()
+        return [save(fig, out, "dense_efficiency")]

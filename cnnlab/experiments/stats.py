@@ -8,6 +8,9 @@ decided by a rule written in code, never by hand:
   A lies on the claimed side; it did not hold when they do not overlap and A lies on
   the other side; anything else (overlapping intervals, fewer than two seeds) is
   inconclusive at this scale.
+* :func:`not_below` -- a claim "A is at least as good as B" holds when A's interval lies
+  above B's mean less a stated margin (non-inferiority), did not hold when A's interval
+  lies wholly below B's, and is inconclusive otherwise.
 * :func:`exact` -- a deterministic claim (a count, a numerical identity) holds when the
   measured value equals the expected one within a stated tolerance, else it did not hold.
 * :func:`combine` -- a claim made of several checks holds when every check held, did not
@@ -100,20 +103,30 @@ def compare(name: str, claim: str, a: dict, b: dict, *, a_label: str, b_label: s
     return Check(name, claim, verdict, COMPARE_RULE, evidence)
 
 
-NOT_BELOW_RULE = ("non-inferiority: did not hold when the 95% confidence interval of A's mean lies wholly "
-                  "below B's; held otherwise; fewer than 2 seeds: inconclusive")
+def not_below(name: str, claim: str, a: dict, b: dict, *, a_label: str, b_label: str, margin: float,
+              metric: str = "", scale: float = 1.0, unit: str = "") -> Check:
+    """Check the claim "``a`` is at least as good as ``b``" (non-inferiority with ``margin``).
 
-
-def not_below(name: str, claim: str, a: dict, b: dict, *, a_label: str, b_label: str, metric: str = "",
-              scale: float = 1.0, unit: str = "") -> Check:
-    """Check the claim "``a`` is not lower than ``b``" (at least as good) by non-inferiority."""
+    Held when the lower end of A's 95% interval is at least B's mean minus ``margin``; did
+    not hold when A's whole interval lies below B's; inconclusive otherwise (wide intervals
+    cannot show "at least as good").
+    """
+    rule = (f"non-inferiority with a margin of {margin * scale:g}{unit or ''}: held when the lower end of "
+            "A's 95% interval is at least B's mean minus the margin; did not hold when A's interval lies wholly "
+            "below B's; otherwise (or with fewer than 2 seeds) inconclusive")
     evidence = (f"{metric + ': ' if metric else ''}{a_label} {fmt(a, scale, unit=unit)}, "
                 f"{b_label} {fmt(b, scale, unit=unit)}")
     if a["ci95"] is None or b["ci95"] is None:
-        return Check(name, claim, INCONCLUSIVE, NOT_BELOW_RULE, evidence + "; fewer than 2 seeds, no interval")
+        return Check(name, claim, INCONCLUSIVE, rule, evidence + "; fewer than 2 seeds, no interval")
     evidence += (f"; 95% CIs [{a['ci95'][0] * scale:.3f}, {a['ci95'][1] * scale:.3f}] vs "
                  f"[{b['ci95'][0] * scale:.3f}, {b['ci95'][1] * scale:.3f}]")
-    return Check(name, claim, NOT_HELD if a["ci95"][1] < b["ci95"][0] else HELD, NOT_BELOW_RULE, evidence)
+    if a["ci95"][0] >= b["mean"] - margin:
+        verdict = HELD
+    elif a["ci95"][1] < b["ci95"][0]:
+        verdict = NOT_HELD
+    else:
+        verdict = INCONCLUSIVE
+    return Check(name, claim, verdict, rule, evidence)
 
 
 def exact(name: str, claim: str, measured: float, expected: float, *, tol: float = 0.0,

@@ -42,13 +42,16 @@ def test_compare_boundary_uses_the_t_interval_not_the_std():
     assert _cmp([1.9, 2.1], [0.75, 0.75]) == INCONCLUSIVE
 
 
-def test_not_below_is_non_inferiority():
-    def nb(a, b):
-        return not_below("c", "claim", summarize(a), summarize(b), a_label="a", b_label="b").verdict
+def test_not_below_is_non_inferiority_with_a_margin():
+    def nb(a, b, margin=0.5):
+        return not_below("c", "claim", summarize(a), summarize(b), a_label="a", b_label="b", margin=margin).verdict
 
-    assert nb([5.0, 5.1, 4.9], [10.0, 10.1, 9.9]) == NOT_HELD
-    assert nb([10.0, 10.1, 9.9], [5.0, 5.1, 4.9]) == HELD
-    assert nb([2.0, 1.0, 3.0], [1.0, 0.0, 2.0]) == HELD
+    assert nb([5.0, 5.1, 4.9], [10.0, 10.1, 9.9]) == NOT_HELD  # clearly worse
+    assert nb([10.0, 10.1, 9.9], [5.0, 5.1, 4.9]) == HELD  # clearly better
+    # a: mean 10, half-width 4.303*0.1/sqrt3 = 0.248 -> lower end 9.752; b's mean 10.2
+    assert nb([10.0, 10.1, 9.9], [10.2, 10.2, 10.2], margin=0.5) == HELD  # 9.752 >= 9.7
+    assert nb([10.0, 10.1, 9.9], [10.2, 10.2, 10.2], margin=0.4) == INCONCLUSIVE  # 9.752 < 9.8, intervals overlap
+    assert nb([1.0, 10.0, 19.0], [10.0, 10.1, 9.9]) == INCONCLUSIVE  # too noisy to show anything
     assert nb([1.0], [2.0]) == INCONCLUSIVE
 
 
