@@ -74,7 +74,8 @@ def register(subparsers) -> None:
                    help="smoke: seconds; small: minutes on a CPU; paper: the papers' settings, for a GPU")
     q.add_argument("--seeds", type=_positive_int, default=None, help="seeds per arm (default: the experiment's)")
     q.add_argument("--dataset", default=None, help="a dataset the experiment can use (default: its own)")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where training runs (auto: cuda when available)")
     q.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for training runs")
     q.add_argument("--out", default=None, help="output folder (default: experiments/NAME-SCALE)")
     q.add_argument("--resume", action="store_true", help="continue an interrupted experiment in --out")

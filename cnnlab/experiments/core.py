@@ -188,18 +188,13 @@ def _context(exp: Experiment, scale: str, seeds: int | None, dataset: str | None
                          f"{', '.join(exp.datasets)}")
     if exp.datasets and dataset is None:
         dataset = exp.default_dataset.get(scale, exp.datasets[0])
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda"):
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} is not available here (torch.cuda.is_available() is False)")
-        if ":" in device:
-            index = device.split(":", 1)[1]
-            if not index.isdigit() or int(index) >= torch.cuda.device_count():
-                raise ValueError(f"device {device!r} is not there; this machine has "
-                                 f"{torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError("device 'cuda' is not available here (torch.cuda.is_available() is False)")
     return Context(scale=scale, seeds=list(range(seeds)), dataset=dataset, device=device, threads=threads,
                    config=dict(exp.scales[scale]))
 

@@ -193,3 +193,27 @@ def test_a_training_run_interrupted_mid_way_continues_from_its_checkpoint(tmp_pa
     rec = res["runs"][0]
     assert [e["epoch"] for e in rec["epochs"]] == [1, 2, 3]  # the finished epochs kept, not repeated
     assert rec["trainer_results"]["resumed_from_epoch"] == finished[-1]
+
+
+@pytest.mark.parametrize("scale", ["small", "paper"])
+def test_every_plan_builds_at_every_scale(scale):
+    """The small and paper plans are valid without running them: recipes exist, models build."""
+    import torch
+
+    from cnnlab.experiments import list_experiments
+    from cnnlab.experiments.core import _context
+    from cnnlab.train import list_recipes
+
+    for name in list_experiments():
+        exp = get_experiment(name)
+        ctx = _context(exp, scale, None, None, "auto", None)
+        runs = exp.plan(ctx)
+        assert len({r.key for r in runs}) == len(runs)
+        built = set()
+        for run in runs:
+            if run.build is not None and run.arm not in built:
+                assert run.fit.get("recipe", "fast") in list_recipes()
+                with torch.device("meta"):
+                    model = run.build(0)
+                assert sum(p.numel() for p in model.parameters()) > 0
+                built.add(run.arm)
