@@ -9,9 +9,13 @@ if TYPE_CHECKING:
 __all__ = ["write_report", "markdown_table", "figure_path"]
 
 
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -43,7 +47,7 @@ def write_report(exp: "Experiment", results: dict, tables: list[str]) -> str:
         + (f", dataset `{results['dataset']}`" if results["dataset"] else ", no dataset"),
         f"- settings: `{results['config']}`",
         f"- {results['runs_total']} runs ({results['runs_executed']} executed now, "
-        f"{results['runs_resumed']} taken from an earlier, interrupted invocation)",
+        f"{results['runs_resumed']} taken from the records of an earlier invocation)",
         f"- machine: {env['platform']}, {env['cpus']} logical CPUs, torch {env['torch']}"
         + (f", {env['cuda']}" if env.get("cuda") else ", no GPU")
         + f", device `{results['device']}`",
@@ -54,7 +58,7 @@ def write_report(exp: "Experiment", results: dict, tables: list[str]) -> str:
     lines += ["## Checks", "",
               "| check | claim | verdict | evidence |", "|---|---|---|---|"]
     for c in results["checks"]:
-        lines.append(f"| {c['name']} | {c['claim']} | **{c['verdict']}** | {c['evidence']} |")
+        lines.append(f"| {_cell(c['name'])} | {_cell(c['claim'])} | **{c['verdict']}** | {_cell(c['evidence'])} |")
     lines += ["", "Rules:", ""]
     for rule in dict.fromkeys(c["rule"] for c in results["checks"]):
         lines.append(f"- {rule}")
