@@ -28,12 +28,14 @@ ACCURACY_MARGIN = 0.01
 
 
 def epoch_seconds(record: dict) -> float | None:
-    """A training run's time per epoch: its fastest epoch after the first (warm-up) one.
+    """A training run's time per epoch: its fastest epoch after the first (warm-up) one
+    (the only epoch of a one-epoch run).
 
     The minimum, as ``timeit`` advises: on a shared machine other load only ever adds time,
     so the fastest epoch is the best estimate of the network's own cost.
     """
-    times = [e["epoch_seconds"] for e in record.get("epochs", [])[1:] if e.get("epoch_seconds") is not None]
+    epochs = record.get("epochs", [])
+    times = [e["epoch_seconds"] for e in (epochs[1:] or epochs) if e.get("epoch_seconds") is not None]
     return min(times) if times else None
 
 
@@ -46,6 +48,11 @@ def _arm_stats(records: list[dict], metric) -> dict[str, dict]:
         if value is not None:
             out.setdefault(r["arm"], []).append(value)
     return {arm: summarize(v) for arm, v in out.items()}
+
+
+def _fmt(stats: dict, arm: str, *args, **kwargs) -> str:
+    """``fmt`` of one arm's summary, or a dash when the runs did not measure it."""
+    return fmt(stats[arm], *args, **kwargs) if arm in stats else "—"
 
 
 def _fit_options(cfg: dict) -> dict:
@@ -455,9 +462,9 @@ class SmallFilters(Experiment):
         rows = []
         for arm in _SMALL_FILTER_ARMS:
             rows.append([arm, an[arm]["receptive_field"], f"{an[arm]['params']:,}", an[arm]["nonlinearities"],
-                         f"{summary['params'][arm]['mean']:,.0f}", fmt(summary["test_top1"][arm], 100, unit="%"),
-                         fmt(summary["train_error"][arm], 100, unit="%"),
-                         fmt(summary["seconds_per_epoch"][arm], 1, 3, " s")])
+                         f"{summary['params'][arm]['mean']:,.0f}", _fmt(summary["test_top1"], arm, 100, unit="%"),
+                         _fmt(summary["train_error"], arm, 100, unit="%"),
+                         _fmt(summary["seconds_per_epoch"], arm, 1, 3, " s")])
         return [markdown_table(["block", "receptive field", "block weights", "ReLUs", "network params",
                                 "test top-1", "final train error", "s / epoch"], rows)]
 
@@ -563,9 +570,9 @@ class Degradation(Experiment):
         for kind in ("plain", "residual"):
             for d in ctx.config["depths"]:
                 arm = f"{kind}-{d}"
-                rows.append([arm, f"{summary['params'][arm]['mean']:,.0f}", fmt(summary["train_error"][arm], 100, unit="%"),
-                             fmt(summary["test_error"][arm], 100, unit="%"),
-                             fmt(summary["seconds_per_epoch"][arm], 1, 3, " s")])
+                rows.append([arm, f"{summary['params'][arm]['mean']:,.0f}", _fmt(summary["train_error"], arm, 100, unit="%"),
+                             _fmt(summary["test_error"], arm, 100, unit="%"),
+                             _fmt(summary["seconds_per_epoch"], arm, 1, 3, " s")])
         return [markdown_table(["network", "params", "final training error", "test error", "s / epoch"], rows)]
 
     def figures(self, records, summary, ctx, out):
@@ -646,8 +653,8 @@ class StochasticDepth(Experiment):
         return summary, checks
 
     def tables(self, records, summary, ctx):
-        rows = [[arm, fmt(summary["seconds_per_epoch"][arm], 1, 3, " s"), fmt(summary["test_top1"][arm], 100, unit="%"),
-                 fmt(summary["train_error"][arm], 100, unit="%")] for arm in ("constant-depth", "stochastic-depth")]
+        rows = [[arm, _fmt(summary["seconds_per_epoch"], arm, 1, 3, " s"), _fmt(summary["test_top1"], arm, 100, unit="%"),
+                 _fmt(summary["train_error"], arm, 100, unit="%")] for arm in ("constant-depth", "stochastic-depth")]
         return [markdown_table(["training", "s / epoch", "test top-1", "final train error"], rows)
                 + f"\n\nMeasured time saving: {100 * summary['time_saving']:.1f}%; blocks kept on average by the "
                   f"linear rule: {100 * summary['expected_fraction_of_blocks_kept']:.1f}% (the saving's upper bound "
@@ -751,8 +758,8 @@ class WideVsDeep(Experiment):
 
     def tables(self, records, summary, ctx):
         rows = [[arm, f"{summary['params'][arm]['mean']:,.0f}", f"{summary['macs'][arm]['mean']:,.0f}",
-                 fmt(summary["seconds_per_epoch"][arm], 1, 3, " s"), fmt(summary["test_top1"][arm], 100, unit="%"),
-                 fmt(summary["train_error"][arm], 100, unit="%")] for arm in summary["arms"]]
+                 _fmt(summary["seconds_per_epoch"], arm, 1, 3, " s"), _fmt(summary["test_top1"], arm, 100, unit="%"),
+                 _fmt(summary["train_error"], arm, 100, unit="%")] for arm in summary["arms"]]
         return [markdown_table(["network", "params", "MACs / image", "s / epoch", "test top-1", "final train error"], rows)]
 
     def figures(self, records, summary, ctx, out):
@@ -843,7 +850,7 @@ class Ensemble(Experiment):
         return {"test_top1": acc, "members": members, "params": _arm_stats(records, "params")}, checks
 
     def tables(self, records, summary, ctx):
-        rows = [[m, f"{summary['params'][m]['mean']:,.0f}", fmt(summary["test_top1"][m], 100, unit="%")]
+        rows = [[m, f"{summary['params'][m]['mean']:,.0f}", _fmt(summary["test_top1"], m, 100, unit="%")]
                 for m in summary["members"]]
         total = sum(summary["params"][m]["mean"] for m in summary["members"])
         rows.append(["ensemble (mean softmax)", f"{total:,.0f}", fmt(summary["test_top1"]["ensemble"], 100, unit="%")])
@@ -946,7 +953,7 @@ class AuxHeads(Experiment):
         return {"train_error": tr, "test_top1": acc, "depth": 3 * ctx.config["layers_per_stage"] + 2}, checks
 
     def tables(self, records, summary, ctx):
-        rows = [[arm, fmt(summary["train_error"][arm], 100, unit="%"), fmt(summary["test_top1"][arm], 100, unit="%")]
+        rows = [[arm, _fmt(summary["train_error"], arm, 100, unit="%"), _fmt(summary["test_top1"], arm, 100, unit="%")]
                 for arm in ("without aux", "with aux")]
         return [f"A plain network of {summary['depth']} weight layers.\n\n"
                 + markdown_table(["training", "final training error", "test top-1"], rows)]
@@ -1031,7 +1038,7 @@ class DenseEfficiency(Experiment):
 
     def tables(self, records, summary, ctx):
         rows = [[a, f"{summary['params'][a]['mean']:,.0f}", f"{summary['macs'][a]['mean']:,.0f}",
-                 fmt(summary["test_top1"][a], 100, unit="%"), fmt(summary["seconds_per_epoch"][a], 1, 3, " s")]
+                 _fmt(summary["test_top1"], a, 100, unit="%"), _fmt(summary["seconds_per_epoch"], a, 1, 3, " s")]
                 for a in summary["arms"]]
         return [markdown_table(["network", "params", "MACs / image", "test top-1", "s / epoch"], rows)]
 
