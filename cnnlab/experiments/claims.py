@@ -86,6 +86,8 @@ class OneByOne(Experiment):
              "one fully connected layer C -> K shared by all pixels: same output, same weights "
              "(K*C + K), and H*W*C*K multiply-accumulates per image.")
     source = "Lin, Chen & Yan 2013, Network in Network (arXiv:1312.4400), Sec. 3.2; Szegedy et al. 2014 (GoogLeNet)"
+    paper_result = ("NiN: the cross-channel parametric pooling layer is equivalent to a convolution layer with a "
+                    "1x1 kernel; GoogLeNet uses 1x1 convolutions to reduce dimensions before expensive ones.")
     scales = {
         "smoke": {"in_channels": 16, "out_channels": 8, "size": 7, "batch": 2},
         "small": {"in_channels": 256, "out_channels": 64, "size": 28, "batch": 4},
