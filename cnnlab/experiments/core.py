@@ -82,6 +82,7 @@ class Context:
     device: str = "auto"
     threads: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the experiment's settings for this scale
+    train_progress: str = "none"  # the trainer's own bar: shown inside the bar over the runs
 
 
 class Experiment:
@@ -238,7 +239,7 @@ def _train(run: Run, folder: Path, ctx: Context) -> dict:
     size = options.get("image_size") or info.image_size[0]
     anatomy = analyze(model, (info.channels, size, size))
     resume = (folder / "last.pt").exists()
-    results = fit(model, dataset, out=str(folder), seed=run.seed, progress="none", device=ctx.device,
+    results = fit(model, dataset, out=str(folder), seed=run.seed, progress=ctx.train_progress, device=ctx.device,
                   threads=ctx.threads, resume=resume, **options)
     epochs = []
     metrics_file = folder / "metrics.jsonl"
@@ -352,6 +353,7 @@ def run_experiment(name: str | Experiment, *, scale: str = "smoke", seeds: int |
     records: list[dict] = []
     done = skipped = 0
     bar = _progress(len(plan), progress, exp.name)
+    ctx.train_progress = "none" if bar.disable else "bar"  # the trainer's bar (leave=False) nests under it
     try:
         for run in plan:
             folder = out / "runs" / run.key
