@@ -31,7 +31,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from cnnlab.experiments import run_experiment
 
-    out = args.out or f"experiments/{args.name}-{args.scale}"
+    out = args.out or f"runs/experiments/{args.name}-{args.scale}"
     try:
         results = run_experiment(args.name, scale=args.scale, seeds=args.seeds, dataset=args.dataset, out=out,
                                  resume=args.resume, device=args.device, threads=args.threads,
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
     q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where training runs (auto: cuda when available)")
     q.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for training runs")
-    q.add_argument("--out", default=None, help="output folder (default: experiments/NAME-SCALE)")
+    q.add_argument("--out", default=None, help="output folder (default: runs/experiments/NAME-SCALE)")
     q.add_argument("--resume", action="store_true", help="continue an interrupted experiment in --out")
     q.add_argument("--progress", default="auto", choices=("auto", "bar", "lines", "none"),
                    help="a bar over the runs (auto: on a terminal)")

@@ -321,7 +321,7 @@ def run_experiment(name: str | Experiment, *, scale: str = "smoke", seeds: int |
                    device: str = "auto", threads: int | None = None, progress: str = "auto") -> dict:
     """Run an experiment (or continue it with ``resume=True``) and return its results dict.
 
-    ``out`` defaults to ``experiments/NAME-SCALE``. A folder that already holds an
+    ``out`` defaults to ``runs/experiments/NAME-SCALE``. A folder that already holds an
     experiment is refused unless ``resume`` is set; resuming checks that the scale, seeds
     and dataset are the ones the folder was started with, and runs only what has no record.
     """
@@ -329,7 +329,7 @@ def run_experiment(name: str | Experiment, *, scale: str = "smoke", seeds: int |
     if progress not in ("auto", "bar", "lines", "none"):
         raise ValueError(f"progress must be auto, bar, lines or none, got {progress!r}")
     ctx = _context(exp, scale, seeds, dataset, device, threads)
-    out = Path(out) if out is not None else Path("experiments") / f"{exp.name}-{scale}"
+    out = Path(out) if out is not None else Path("runs") / "experiments" / f"{exp.name}-{scale}"
     asked = {"experiment": exp.name, "scale": ctx.scale, "seeds": len(ctx.seeds), "dataset": ctx.dataset}
     state = out / "experiment.json"
     if state.exists():
