@@ -24,8 +24,11 @@ def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "c
         raise CheckpointError(f"the checkpoint holds a custom model ({name!r}) that is not in the registry; "
                               "load its 'model' state_dict into your own module instead")
     model = create_model(name, num_classes=int(meta["num_classes"]))
+    weights = state["model"]
+    if state.get("ema"):  # the run was evaluated with its moving-average weights: use those
+        weights = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"the checkpoint's weights do not fit {name}: {str(exc).splitlines()[0]}") from None
     return model.to(device).eval()
@@ -44,6 +47,11 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
     options = {"root": data_root} if data_root else dict(state["config"].get("data_options") or {})
     if data_root is None and state["config"].get("data_root") and dataset == meta["dataset"]:
         options["root"] = state["config"]["data_root"]
+    if dataset == "imagefolder" and dataset == meta["dataset"]:
+        # the training run's normalisation and channels, not statistics re-measured on another folder
+        options.setdefault("mean", list(meta["mean"]))
+        options.setdefault("std", list(meta["std"]))
+        options.setdefault("channels", int(meta["dataset_channels"]))
     test_set = cdata.load_dataset(dataset, "test", data_dir=data_dir, **options)
     classes = list(getattr(test_set, "classes", None) or [])
     if classes and len(classes) != meta["num_classes"]:

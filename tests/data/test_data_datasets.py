@@ -18,7 +18,7 @@ def _data_home(monkeypatch, data_dir):
 
 
 def test_the_issue_datasets_are_listed():
-    assert set(list_datasets()) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "shapes"}
+    assert set(list_datasets()) == {"digits", "mnist_5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "shapes"}
 
 
 @pytest.mark.parametrize(
