@@ -105,7 +105,8 @@ def _context():
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = mp.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "cnnlab.search.trial", "cnnlab.train", "cnnlab.models"])
+        _CONTEXT.set_forkserver_preload(["torch", "torch._dynamo", "cnnlab.search.trial", "cnnlab.train", "cnnlab.models",
+                                          "cnnlab.data", "sklearn.datasets"])
     return _CONTEXT
 
 
@@ -116,7 +117,6 @@ class ProcessExecutor:
                  threads_per_trial: int = 1):
         self.fn_path, self.workers, self.timeout = fn_path, workers, timeout
         self.scratch = Path(scratch)
-        self.scratch.mkdir(parents=True, exist_ok=True)
         self.threads = threads_per_trial
         self.procs: dict[int, tuple[Any, float, Path, Path]] = {}
 
@@ -125,6 +125,7 @@ class ProcessExecutor:
         return self.workers
 
     def submit(self, trial_id: int, spec: dict[str, Any]) -> None:
+        self.scratch.mkdir(parents=True, exist_ok=True)
         result, log = self.scratch / f"trial-{trial_id}.json", self.scratch / f"trial-{trial_id}.log"
         for p in (result, log):
             p.unlink(missing_ok=True)

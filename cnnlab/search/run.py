@@ -166,54 +166,55 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
         state = None
     space = get_space(cfg.space, **cfg.space_args)
     strategy = get_strategy(cfg.strategy, space, seed=cfg.seed, **cfg.strategy_args)
-    out.mkdir(parents=True, exist_ok=True)
     table = None
     if cfg.tabular:
         from cnnlab.search.tabular import load_table
 
         table = load_table(cfg.space, cfg.dataset)
 
-    if state is None:
-        from cnnlab.train import env
-
-        state = {"version": STATE_VERSION, "config": cfg.to_dict(), "trials": {}, "next_id": 0, "finished": 0,
-                 "strategy": strategy.state_dict()}
-        record = {"config": cfg.to_dict(), "space": space.describe() if space.num_architectures < 1e6 else
-                  {"space": space.name, "args": space.args, "num_decisions": len(space.decisions),
-                   "num_architectures": space.num_architectures},
-                  "versions": env.versions(), "machine": env.machine(), "started": _now()}
-        (out / "search.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        (out / "trials.jsonl").unlink(missing_ok=True)
-        _save_state(out, state)
-    else:
-        strategy.load_state_dict(state["strategy"])
-        state["config"] = cfg.to_dict()
-        # trials.jsonl is a view of the checkpoint: rewrite it (a kill may have come between the two writes)
-        finished = sorted((t for t in state["trials"].values() if t["status"] != "running"), key=lambda t: t["order"])
-        (out / "trials.jsonl").write_text("".join(json.dumps(t) + "\n" for t in finished))
-        log(f"resuming {out}: {state['finished']} trial(s) finished, "
-            f"{sum(t['status'] == 'running' for t in state['trials'].values())} to rerun")
-    trials: dict[int, dict[str, Any]] = state["trials"]
-
-    def spec_for(trial: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        if table is not None:
-            return {"table": table.path, "tokens": trial["tokens"], **extra}
-        run_dir = out / "trials" / f"{trial['id']:04d}" if "out" not in extra else Path(extra.pop("out"))
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # an unfinished run of a killed search: start it again
-        return {"space": cfg.space, "space_args": cfg.space_args, "tokens": list(trial["tokens"]),
-                "dataset": cfg.dataset, "recipe": cfg.recipe, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-                "lr": cfg.lr, "val_fraction": cfg.val_fraction, "train_samples": cfg.train_samples,
-                "image_size": cfg.image_size, "data_options": cfg.data_options, "data_dir": cfg.data_dir,
-                "device": cfg.device, "seed": cfg.seed, "out": str(run_dir), **extra}
-
+    # The executor first: a Ray address that does not answer fails here, before anything is written.
     fn = "cnnlab.search.tabular:table_trial" if table is not None else cfg.trial_fn
     executor = make_executor("inline" if table is not None else cfg.backend, fn, workers=cfg.workers,
                              scratch=out / "logs", timeout=cfg.trial_timeout, address=cfg.address,
                              cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial)
-    t_start = time.perf_counter()
-    in_flight: set[int] = set()
     try:
+        if state is None:
+            from cnnlab.train import env
+
+            out.mkdir(parents=True, exist_ok=True)
+            state = {"version": STATE_VERSION, "config": cfg.to_dict(), "trials": {}, "next_id": 0, "finished": 0,
+                     "strategy": strategy.state_dict()}
+            record = {"config": cfg.to_dict(), "space": space.describe() if space.num_architectures < 1e6 else
+                      {"space": space.name, "args": space.args, "num_decisions": len(space.decisions),
+                       "num_architectures": space.num_architectures},
+                      "versions": env.versions(), "machine": env.machine(), "started": _now()}
+            (out / "search.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            (out / "trials.jsonl").unlink(missing_ok=True)
+            _save_state(out, state)
+        else:
+            strategy.load_state_dict(state["strategy"])
+            state["config"] = cfg.to_dict()
+            # trials.jsonl is a view of the checkpoint: rewrite it (a kill may have come between the two writes)
+            finished = sorted((t for t in state["trials"].values() if t["status"] != "running"), key=lambda t: t["order"])
+            (out / "trials.jsonl").write_text("".join(json.dumps(t) + "\n" for t in finished))
+            log(f"resuming {out}: {state['finished']} trial(s) finished, "
+                f"{sum(t['status'] == 'running' for t in state['trials'].values())} to rerun")
+        trials: dict[int, dict[str, Any]] = state["trials"]
+
+        def spec_for(trial: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            if table is not None:
+                return {"table": table.path, "tokens": trial["tokens"], **extra}
+            run_dir = out / "trials" / f"{trial['id']:04d}" if "out" not in extra else Path(extra.pop("out"))
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an unfinished run of a killed search: start it again
+            return {"space": cfg.space, "space_args": cfg.space_args, "tokens": list(trial["tokens"]),
+                    "dataset": cfg.dataset, "recipe": cfg.recipe, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                    "lr": cfg.lr, "val_fraction": cfg.val_fraction, "train_samples": cfg.train_samples,
+                    "image_size": cfg.image_size, "data_options": cfg.data_options, "data_dir": cfg.data_dir,
+                    "device": cfg.device, "seed": cfg.seed, "out": str(run_dir), **extra}
+
+        t_start = time.perf_counter()
+        in_flight: set[int] = set()
         while state["finished"] < cfg.budget:
             while len(in_flight) < executor.capacity:
                 # a trial a killed search had started runs again, same id, same architecture
@@ -260,6 +261,10 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
         results["search_seconds"] = time.perf_counter() - t_start
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         return results
+    except KeyboardInterrupt:
+        log(f"interrupted: {state['finished'] if state else 0} trial(s) finished and saved in {out}; "
+            "the same command with --resume continues the search")
+        raise
     finally:
         executor.close()
 
