@@ -10,11 +10,25 @@ A search is a space (:mod:`~cnnlab.search.spaces`), a strategy
 local processes or Ray), driven by :func:`~cnnlab.search.run.run_search`. The command
 line is ``cnnlab search run|show|export|compare|spaces``; docs/search.md tells the story.
 """
-from cnnlab.search.controller import Controller, reinforce_loss
-from cnnlab.search.export import build_architecture, export_architecture, read_architecture
-from cnnlab.search.run import SearchConfig, load_trials, run_search
-from cnnlab.search.spaces import SPACES, Decision, LayersSpace, NasnetSpace, SearchSpace, get_space, list_spaces
-from cnnlab.search.strategies import STRATEGIES, RandomSearch, RegularizedEvolution, Reinforce, Strategy, get_strategy
+import importlib
+
+# Where each public name lives; imported on first use, so `cnnlab search --help` does not load torch.
+_WHERE = {
+    "SearchConfig": "run", "run_search": "run", "load_trials": "run",
+    "SearchSpace": "spaces", "Decision": "spaces", "LayersSpace": "spaces", "NasnetSpace": "spaces",
+    "SPACES": "spaces", "get_space": "spaces", "list_spaces": "spaces",
+    "Strategy": "strategies", "Reinforce": "strategies", "RandomSearch": "strategies",
+    "RegularizedEvolution": "strategies", "STRATEGIES": "strategies", "get_strategy": "strategies",
+    "Controller": "controller", "reinforce_loss": "controller",
+    "export_architecture": "export", "read_architecture": "export", "build_architecture": "export",
+}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"cnnlab.search.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'cnnlab.search' has no attribute {name!r}")
+
 
 __all__ = [
     "SearchConfig", "run_search", "load_trials",

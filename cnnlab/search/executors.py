@@ -99,14 +99,19 @@ def _child(fn_path: str, spec: dict[str, Any], result_path: str, log_path: str, 
 
 
 _CONTEXT = None
+# What the fork server imports once, so that a trial process starts with it loaded (torch, the
+# trainer, the models, the data); for another trial function only that function's module.
+_TRAIN_PRELOAD = ["torch", "torch._dynamo", "cnnlab.search.trial", "cnnlab.train", "cnnlab.models", "cnnlab.data",
+                  "sklearn.datasets"]
 
 
-def _context():
+def _context(fn_path: str):
     global _CONTEXT
     if _CONTEXT is None:
+        from cnnlab.search.trial import TRIAL_FN
+
         _CONTEXT = mp.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "torch._dynamo", "cnnlab.search.trial", "cnnlab.train", "cnnlab.models",
-                                          "cnnlab.data", "sklearn.datasets"])
+        _CONTEXT.set_forkserver_preload(_TRAIN_PRELOAD if fn_path == TRIAL_FN else [fn_path.partition(":")[0]])
     return _CONTEXT
 
 
@@ -129,7 +134,7 @@ class ProcessExecutor:
         result, log = self.scratch / f"trial-{trial_id}.json", self.scratch / f"trial-{trial_id}.log"
         for p in (result, log):
             p.unlink(missing_ok=True)
-        proc = _context().Process(target=_child, args=(self.fn_path, spec, str(result), str(log), os.getpid(),
+        proc = _context(self.fn_path).Process(target=_child, args=(self.fn_path, spec, str(result), str(log), os.getpid(),
                                                        self.threads), daemon=True)
         proc.start()
         self.procs[trial_id] = (proc, time.monotonic(), result, log)

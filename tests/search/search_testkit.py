@@ -10,8 +10,8 @@ def reward_of(tokens):
 
 
 def slow_trial(spec):
-    time.sleep(0.2)
-    out = {"reward": reward_of(spec["tokens"]), "seconds": 0.2, "pid": os.getpid()}
+    time.sleep(0.1)
+    out = {"reward": reward_of(spec["tokens"]), "seconds": 0.1, "pid": os.getpid()}
     if spec.get("with_test"):
         out["test"] = {"top1": 0.5}
     return out

@@ -24,12 +24,11 @@ def _cfg(**kw):
 
 
 def test_crashing_failing_and_hanging_trials_are_recorded_as_failed(tmp_path):
-    cfg = _cfg(strategy="random", strategy_args={}, budget=12, workers=2, trial_fn="search_testkit:faulty_trial",
-               trial_timeout=3.0,
-               final_eval=False)
+    cfg = _cfg(strategy="random", strategy_args={}, budget=6, seed=9, workers=2, trial_fn="search_testkit:faulty_trial",
+               trial_timeout=10.0, final_eval=False)  # generous: a healthy trial must not time out on a busy machine
     res = run_search(cfg, tmp_path / "s", log=None)
     trials = load_trials(tmp_path / "s")
-    assert [t["id"] for t in trials] == list(range(12)) and all(t["status"] != "running" for t in trials)
+    assert [t["id"] for t in trials] == list(range(6)) and all(t["status"] != "running" for t in trials)
     for t in trials:
         kind = 2 * t["tokens"][0] + t["tokens"][1]
         if kind == 0:
@@ -41,7 +40,7 @@ def test_crashing_failing_and_hanging_trials_are_recorded_as_failed(tmp_path):
         else:
             assert t["status"] == "ok" and t["reward"] == reward_of(t["tokens"])
     kinds = {2 * t["tokens"][0] + t["tokens"][1] for t in trials}
-    assert kinds == {0, 1, 2, 3}, "seed 0 should sample every kind of fault; pick another seed"
+    assert kinds == {0, 1, 2, 3}, "seed 9 should sample every kind of fault; pick another seed"
     assert res["failed"] == sum(t["status"] == "failed" for t in trials)
     assert res["best"][0]["reward"] == max(t["reward"] for t in trials if t["status"] == "ok")
 
@@ -56,8 +55,9 @@ def _search_process(out, budget):
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_loses_and_repeats_no_trial(tmp_path):
-    budget = 8
+    budget = 6
     whole = run_search(_cfg(budget=budget), tmp_path / "whole", log=None)
     assert whole["trials"] == budget
     killed = tmp_path / "killed"
@@ -65,7 +65,7 @@ def test_resume_after_sigkill_loses_and_repeats_no_trial(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         lines = (killed / "trials.jsonl").read_text().splitlines() if (killed / "trials.jsonl").exists() else []
-        if len(lines) >= 3:
+        if len(lines) >= 2:
             break
         assert proc.poll() is None, "the search ended before it could be killed"
         time.sleep(0.05)
@@ -73,7 +73,7 @@ def test_resume_after_sigkill_loses_and_repeats_no_trial(tmp_path):
     proc.wait()
     assert not (killed / "results.json").exists()
     before = load_trials(killed)
-    assert 3 <= sum(t["status"] == "ok" for t in before) < budget
+    assert 2 <= sum(t["status"] == "ok" for t in before) < budget
     run_search(_cfg(budget=budget), killed, resume=True, log=None)
     after = load_trials(killed)
     # no trial lost or repeated: ids 0..budget-1, each finished once, in the trials.jsonl view too
