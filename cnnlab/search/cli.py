@@ -112,7 +112,7 @@ def _add_show(sub) -> None:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from cnnlab.search.report import curves, plot_runs, trial_table
-    from cnnlab.search.run import load_trials
+    from cnnlab.search.run import load_config, load_trials
     from cnnlab.search.spaces import get_space
 
     if args.top is not None and args.top < 1:
@@ -122,7 +122,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     runs, payload = {}, []
     for run in args.runs:
         trials = load_trials(run)
-        cfg = json.loads((Path(run) / "search.json").read_text())["config"]
+        cfg = load_config(run).to_dict()
         results_path = Path(run) / "results.json"
         results = json.loads(results_path.read_text()) if results_path.exists() else None
         label = f"{cfg['strategy']} ({Path(run).name})" if len(args.runs) > 1 else cfg["strategy"]
@@ -167,11 +167,11 @@ def _add_export(sub) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from cnnlab.search.export import export_architecture
-    from cnnlab.search.run import load_trials
+    from cnnlab.search.run import load_config, load_trials
     from cnnlab.search.spaces import get_space
 
-    cfg = json.loads((Path(args.run) / "search.json").read_text())["config"] if (Path(args.run) / "search.json").exists() else None
     trials = load_trials(args.run)
+    cfg = load_config(args.run).to_dict()
     ok = sorted((t for t in trials if t["status"] == "ok"), key=lambda t: (-t["reward"], t["id"]))
     if args.rank < 1:
         raise ValueError(f"--rank must be at least 1, got {args.rank}")

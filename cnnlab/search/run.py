@@ -39,7 +39,7 @@ from cnnlab.search.spaces import get_space
 from cnnlab.search.strategies import get_strategy
 from cnnlab.search.trial import TRIAL_FN
 
-__all__ = ["SearchConfig", "run_search", "load_trials", "BACKENDS"]
+__all__ = ["SearchConfig", "run_search", "load_trials", "load_config", "BACKENDS"]
 
 BACKENDS = ("local", "ray")
 STATE_VERSION = 1
@@ -136,6 +136,14 @@ def load_trials(out: str | Path) -> list[dict[str, Any]]:
     return sorted(state["trials"].values(), key=lambda t: t["id"])
 
 
+def load_config(out: str | Path) -> SearchConfig:
+    """The settings of the search in ``out``."""
+    path = Path(out) / "state.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{out} is not a search directory (no state.pt)")
+    return SearchConfig(**torch.load(path, map_location="cpu", weights_only=False)["config"])
+
+
 def _resume(cfg: SearchConfig, out: Path) -> tuple[SearchConfig, dict[str, Any]]:
     state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
     old = SearchConfig(**state["config"])
@@ -211,7 +219,8 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
                     "dataset": cfg.dataset, "recipe": cfg.recipe, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                     "lr": cfg.lr, "val_fraction": cfg.val_fraction, "train_samples": cfg.train_samples,
                     "image_size": cfg.image_size, "data_options": cfg.data_options, "data_dir": cfg.data_dir,
-                    "device": cfg.device, "seed": cfg.seed, "out": str(run_dir), **extra}
+                    "device": cfg.device, "threads": max(1, int(cfg.cpus_per_trial)), "seed": cfg.seed,
+                    "out": str(run_dir), **extra}
 
         t_start = time.perf_counter()
         in_flight: set[int] = set()
@@ -254,7 +263,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
                 done = [t for t in trials.values() if t["status"] == "ok"]
                 best = max((t["reward"] for t in done), default=float("nan"))
                 what = f"reward {reward:.4f}" if ok else f"FAILED ({trial['error']})"
-                log(f"trial {tid + 1}/{cfg.budget}  {what}  best {best:.4f}  "
+                log(f"trial {tid} ({state['finished']}/{cfg.budget} done)  {what}  best {best:.4f}  "
                     f"[{trial['key']}]  {result.get('seconds', 0.0):.1f}s")
         # The final choice, evaluated once on test.
         results = _finish(cfg, out, state, space, executor, spec_for, table, log)
