@@ -105,7 +105,8 @@ def _add_show(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="search directory")
     p.add_argument("--top", type=int, help="only the N best trials (default: all, in order)")
     p.add_argument("--plot", help="write the curves to this .png / .svg file")
-    p.add_argument("--batch", type=int, default=5, help="trials per block of the mean-reward curve (default 5)")
+    p.add_argument("--batch", type=int, help="trials per block of the mean-reward curve (default: the controller's "
+                                             "batch, one block per update; 5 for the other strategies)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_show)
 
@@ -117,18 +118,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     runs, payload = {}, []
+    batch = args.batch
     for run in args.runs:
         trials = load_trials(run)
         cfg = load_config(run).to_dict()
+        if batch is None:
+            batch = int(cfg["strategy_args"].get("batch_size", 5)) if cfg["strategy"] == "reinforce" else 5
         results_path = Path(run) / "results.json"
         results = json.loads(results_path.read_text()) if results_path.exists() else None
         label = f"{cfg['strategy']} ({Path(run).name})" if len(args.runs) > 1 else cfg["strategy"]
         runs[label] = trials
         payload.append({"run": run, "config": cfg, "trials": trials, "results": results,
-                        "curves": curves(trials, args.batch)})
+                        "curves": curves(trials, batch)})
         if args.json:
             continue
         space = get_space(cfg["space"], **cfg["space_args"])
@@ -142,10 +146,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
                   f"test {100 * f['test']['top1']:.2f}% (evaluated once)")
         c = payload[-1]["curves"]
         if c["block_mean"]:
-            print("mean reward per block of", args.batch, ":", " ".join(f"{x:.3f}" for x in c["block_mean"]))
+            what = "controller update" if cfg["strategy"] == "reinforce" else "block"
+            print(f"mean reward per {what} ({batch} trials; a failed trial counts 0):",
+                  " ".join(f"{x:.3f}" for x in c["block_mean"]))
         print()
     if args.plot:
-        path = plot_runs(runs, args.plot, args.batch)
+        path = plot_runs(runs, args.plot, batch)
         if not args.json:
             print(f"figure -> {path}")
     if args.json:
