@@ -168,3 +168,36 @@ def test_filter_renormalization_caps_the_rms(tmp_path):
     w = model.features[0].weight.detach()
     rms = w.square().mean(dim=(1, 2, 3)).sqrt()
     assert torch.all(rms <= 0.1 + 1e-6) and torch.allclose(rms.max(), torch.tensor(0.1), atol=1e-5)
+
+
+def test_ema_follows_the_tensorflow_warmup_by_hand():
+    from cnnlab.train.optim import ema_decay_at, make_ema
+
+    w = nn.Linear(1, 1, bias=False)
+    ema = make_ema(w, 0.9)
+    values = [1.0, 3.0, 7.0, 2.0]
+    expected = None
+    for n, v in enumerate(values):
+        with torch.no_grad():
+            w.weight.fill_(v)
+        ema.update_parameters(w)
+        if expected is None:
+            expected = v  # the first update copies the weights
+        else:
+            d = min(0.9, (1 + n) / (10 + n))  # n updates averaged so far
+            expected = d * expected + (1 - d) * v
+    assert ema.module.weight.item() == pytest.approx(expected)
+    assert ema_decay_at(0.9999, 0) == pytest.approx(0.1) and ema_decay_at(0.9, 10 ** 6) == 0.9
+
+
+def test_thread_choice_follows_the_work():
+    from cnnlab.train.loop import SMALL_STEP_MACS, choose_threads
+
+    cpu = torch.device("cpu")
+    cores = len(__import__("os").sched_getaffinity(0))
+    small, why = choose_threads(400_000, 16, cpu)  # LeNet-5 at batch 16
+    assert small == 1 and "small step" in why or cores == 1
+    big, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu)
+    assert big == cores
+    shared, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu, local_world_size=cores)
+    assert shared == 1
