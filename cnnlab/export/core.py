@@ -144,28 +144,42 @@ def load_source(source: str | os.PathLike | nn.Module, *, num_classes: int | Non
     raise ValueError(f"{text!r} is neither a registered model (see `cnnlab models`) nor a checkpoint file or run folder")
 
 
-_OP = re.compile(r"\b(?:aten|prims|torch\.ops\.\w+)[.:]{1,2}\w+(?:\.\w+)?")
+_TARGET = re.compile(r"target=torch\.ops\.([\w.]+)")
+_OP = re.compile(r"\b(?:aten|prims)(?:\.|::)\w+(?:\.\w+)?")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in out:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
 
 
 def _ops_in(exc: BaseException) -> list[str]:
-    """Operator names mentioned anywhere in an exception chain."""
+    """Operators named in an exception chain: the graph node that failed first."""
+    text = "\n".join(_ANSI.sub("", str(e)) for e in _chain(exc))
     seen: list[str] = []
-    e: BaseException | None = exc
-    while e is not None:
-        for m in _OP.findall(str(e)):
-            op = m.replace("::", ".").replace("torch.ops.", "")
-            if op not in seen and not op.startswith("aten.sym_"):
-                seen.append(op)
-        e = e.__cause__ or e.__context__
+    for op in _TARGET.findall(text) + [m.replace("::", ".") for m in _OP.findall(text)]:
+        base = op.removesuffix(".default")
+        if not base.startswith("aten.sym_") and not any(s.removesuffix(".default") == base for s in seen):
+            seen.append(op)
     return seen
 
 
 def _first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
+    for line in _ANSI.sub("", str(exc)).splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             return line[:300]
     return type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's first line (the exporter wraps it in several layers)."""
+    return _first_line(_chain(exc)[-1])
 
 
 def export_onnx(
@@ -281,8 +295,8 @@ def _export(wrapper: nn.Module, x: torch.Tensor, name: str, opset: int, output_n
                           f"({exc})") from None
     except Exception as exc:
         ops = _ops_in(exc)
-        where = f" at operator {', '.join(ops[:3])}" if ops else ""
-        raise ExportError(f"{name} cannot be exported to ONNX opset {opset}{where}: {_first_line(exc)}") from None
+        where = f": operator {ops[0]}" if ops else ""
+        raise ExportError(f"{name} cannot be exported to ONNX opset {opset}{where}: {_reason(exc)}") from None
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
