@@ -78,16 +78,10 @@ class LimitBody:
                 return await _error("bad Content-Length", 400)(scope, receive, send)
         if too_big:
             return await _error(f"request body over {self.limit} bytes", 413)(scope, receive, send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+        receive = await self._buffered(receive) if length is None and scope["method"] not in ("GET", "HEAD") \
+            else receive
+        if receive is None:
+            return await _error(f"request body over {self.limit} bytes", 413)(scope, _empty, send)
 
         async def secure_send(message):
             if message["type"] == "http.response.start":
@@ -96,14 +90,30 @@ class LimitBody:
                 message = {**message, "headers": list(message.get("headers", [])) + extra}
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, secure_send)
-        except _TooLarge:
-            await _error(f"request body over {self.limit} bytes", 413)(scope, receive, send)
+        await self.app(scope, receive, secure_send)
+
+    async def _buffered(self, receive):
+        """A body without Content-Length (chunked) is read here, up to the limit, and
+        replayed; None when it is over the limit."""
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return None
+            if not message.get("more_body"):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+        return replay
 
 
-class _TooLarge(Exception):
-    pass
+async def _empty():
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 # ----------------------------------------------------------------------------------
