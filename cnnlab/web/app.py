@@ -45,6 +45,8 @@ MAX_INPUT_SIDE = 2048             # largest H or W the model page analyzes
 MAX_BATCH = 1 << 16
 SSE_POLL_S = 0.25                 # how often a live view looks at metrics.jsonl
 SAMPLES = 12                      # test images offered in the playground
+VENDOR_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "uPlot.iife.min.js",
+                "uPlot.min.css")
 
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("application/wasm", ".wasm")
@@ -302,6 +304,10 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
     """The web app. ``runs_dir``: training runs; ``playground``: the checkpoint the
     playground runs (default: the newest LeNet-5 run); ``results_dir``: bench/compare
     results (default: ``results`` next to the runs folder)."""
+    missing = [f for f in VENDOR_FILES if not (STATIC_DIR / "vendor" / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"the page's libraries are missing from {STATIC_DIR / 'vendor'} ({', '.join(missing)}): "
+                                "run `make static` in the cnnlab source tree (npm ci + copy)")
     runs_root = Path(runs_dir).expanduser().resolve()
     results = Path(results_dir).expanduser().resolve() if results_dir else runs_root.parent / "results"
     if playground is not None and not Path(playground).exists():
