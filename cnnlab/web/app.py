@@ -56,6 +56,12 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'sel
        "base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
 
 
+# Building models and tracing them (meta-device builds, cnnlab.analyze, ONNX export) goes
+# through PyTorch's global device/function modes, which are not safe to use from two
+# threads at once: the app does all of it under this lock.
+TORCH_LOCK = threading.RLock()
+
+
 def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -141,8 +147,8 @@ class Zoo:
                 self.thread = threading.Thread(target=self._fill, name="cnnlab-zoo", daemon=True)
                 self.thread.start()
 
-    def _base(self, name: str) -> dict[str, Any]:
-        from cnnlab.cli import count_params
+    def _info(self, name: str) -> dict[str, Any]:
+        """What the registry says, without building anything."""
         from cnnlab.registry import model_info
 
         info = model_info(name)
@@ -150,7 +156,7 @@ class Zoo:
         return {
             "name": name, "family": info.family, "year": info.paper.year, "paper": info.paper.title,
             "arxiv": info.paper.arxiv, "input_size": list(info.input_size), "dataset": info.dataset,
-            "num_classes": info.num_classes, "params": count_params(name), "macs": None, "macs_error": None,
+            "num_classes": info.num_classes, "params": None, "macs": None, "macs_error": None,
             "published_top1": p.top1, "published_top5": p.top5, "published_error": p.error,
             "published_dataset": p.dataset, "published": p.accuracy_text(), "published_macs": p.macs,
             "description": info.description,
@@ -158,29 +164,44 @@ class Zoo:
 
     def _fill(self) -> None:
         from cnnlab.anatomy.core import analyze
+        from cnnlab.cli import count_params
 
-        for name in self.names:
-            row = self.rows.get(name) or self._base(name)
+        for name in self.names:  # first the parameter counts (quick), then the MACs
+            row = self._info(name)
             try:
-                row["macs"] = int(analyze(name).totals["macs"])
-            except Exception as exc:  # shown in the table, never fatal to the server
-                row["macs_error"] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                with TORCH_LOCK:
+                    row["params"] = count_params(name)
+            except Exception as exc:
+                row["macs_error"] = _first_line(exc)
             with self.lock:
                 self.rows[name] = row
+        for name in self.names:
+            row = self.rows[name]
+            if row["macs_error"]:
+                continue
+            try:
+                with TORCH_LOCK:
+                    macs = int(analyze(name).totals["macs"])
+            except Exception as exc:  # shown in the table, never fatal to the server
+                with self.lock:
+                    row["macs_error"] = _first_line(exc)
+                continue
+            with self.lock:
+                row["macs"] = macs
 
     def table(self) -> dict[str, Any]:
         self.start()
-        out = []
-        for name in self.names:
-            with self.lock:
-                row = self.rows.get(name)
-            if row is None:
-                row = self._base(name)
-            out.append(row)
+        with self.lock:
+            out = [dict(self.rows[n]) if n in self.rows else self._info(n) for n in self.names]
         done = sum(1 for r in out if r["macs"] is not None or r["macs_error"])
         return {"models": out, "macs_done": done, "total": len(out),
                 "macs_note": "multiply-accumulates of conv + linear per image at the model's default input "
                              "(cnnlab.analyze)"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------------
@@ -232,7 +253,7 @@ class Playground:
             state = load_checkpoint(path)
             meta, epoch = state["meta"], state.get("epoch")
             del state
-            with tempfile.TemporaryDirectory(prefix="cnnlab-web-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="cnnlab-web-") as tmp, TORCH_LOCK:
                 result = export_onnx(path, Path(tmp) / "playground.onnx", activations=True, preprocess=True)
                 blob = Path(result.path).read_bytes()
         except Exception as exc:
@@ -314,7 +335,6 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
         raise FileNotFoundError(f"no checkpoint at {playground}")
     zoo = Zoo()
     play = Playground(runs_root, playground)
-    analyze_lock = threading.Lock()
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-store"})
@@ -346,7 +366,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
             parsed = parse_input_size(size, model_info(name).input_size[0]) if size else None
             if parsed and max(parsed[1:]) > MAX_INPUT_SIDE:
                 raise ValueError(f"input side over {MAX_INPUT_SIDE} pixels")
-            with analyze_lock:
+            with TORCH_LOCK:
                 return json.loads(analyze(name, parsed, batch_size=batch).to_json())
 
         try:

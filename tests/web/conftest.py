@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def start_server(*args, env=None):
         lines.append(line)
         m = re.search(r"(http://\S+/)", line)
         if m:
+            # keep reading the server's log so that it never blocks on a full pipe
+            threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
             return Server(proc, m.group(1), lines)
     proc.kill()
     raise RuntimeError("cnnlab serve did not start: " + "".join(lines))
@@ -67,6 +70,8 @@ def server(workdir):
     s = start_server("--runs", str(workdir / "runs"), "--results", str(workdir / "results"))
     yield s
     stop_server(s)
+    log = "".join(s.stderr_lines)
+    assert "Traceback" not in log and " 500 " not in log, log
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +97,18 @@ def page(browser):
     yield pg
     context.close()
     assert errors == [], errors
+
+
+def wait_js(page, expression, timeout=60.0):
+    """Poll a JavaScript expression until it is truthy (page.evaluate, not
+    wait_for_function: the app's Content-Security-Policy forbids the eval that needs)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"{expression} still false after {timeout} s")
 
 
 def open_view(page, url, timeout=60_000):

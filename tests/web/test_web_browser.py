@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import cnnlab
-from tests.web.conftest import ENV, ROOT, open_view
+from tests.web.conftest import ENV, ROOT, open_view, wait_js
 
 SHOTS = ROOT / "docs" / "web"
 PAGES = {"zoo": "#/zoo", "model": "#/model/resnet20?size=&batch=1&depth=2", "runs": "#/runs",
@@ -31,7 +31,7 @@ def test_every_page_loads_without_errors_and_screenshots(page, server):
         open_view(page, server.url + hash_)
         assert page.query_selector("#view-error") is None, page.inner_text("#view-error")
         if name == "playground":
-            page.wait_for_function("window.cnnlabPlayground.ready && window.cnnlabPlayground.logits", timeout=60_000)
+            wait_js(page, "window.cnnlabPlayground.ready && window.cnnlabPlayground.logits")
         if name == "zoo":
             page.wait_for_selector("tr[data-model='alexnet'] td[data-field='macs']:not(:has(span))", timeout=90_000)
         shot = SHOTS / f"{name}.png"
@@ -45,6 +45,7 @@ def test_zoo_lists_every_model_sorts_and_filters(page, server):
     names = page.eval_on_selector_all("tr[data-model]", "rows => rows.map(r => r.dataset.model)")
     assert sorted(names) == sorted(cnnlab.list_models())
     page.select_option("#zoo-family", "vgg")
+    wait_js(page, "document.querySelectorAll('td[data-field=params] span').length === 0", timeout=120)  # counted
     shown = page.eval_on_selector_all("tr[data-model]", "rows => rows.map(r => r.dataset.model)")
     assert sorted(shown) == sorted(cnnlab.list_models(family="vgg"))
     page.click("th[data-key='params']")
@@ -136,7 +137,7 @@ def test_playground_logits_equal_pytorch(page, server, workdir):
     from cnnlab.train import load_checkpoint, model_from_checkpoint
 
     open_view(page, server.url + "#/playground")
-    page.wait_for_function("window.cnnlabPlayground.ready", timeout=60_000)
+    wait_js(page, "window.cnnlabPlayground.ready")
     checkpoint = page.evaluate("window.cnnlabPlayground.info.checkpoint")
     assert Path(checkpoint).parent.parent == workdir / "runs" and checkpoint.endswith("best.pt")
     state = load_checkpoint(checkpoint)
@@ -149,7 +150,7 @@ def test_playground_logits_equal_pytorch(page, server, workdir):
     for k, i in enumerate((3, 7)):
         page.evaluate("() => { window.cnnlabPlayground.logits = null; }")
         page.click(f"#pg-samples canvas[data-index='{i}']")
-        page.wait_for_function("window.cnnlabPlayground.logits !== null")
+        wait_js(page, "window.cnnlabPlayground.logits !== null")
         got = np.array(page.evaluate("window.cnnlabPlayground.logits"))
         np.testing.assert_allclose(got, want[k], atol=1e-4, rtol=0)
         top = page.get_attribute("#pg-topk div", "data-class")
@@ -165,7 +166,7 @@ def test_playground_logits_equal_pytorch(page, server, workdir):
     page.mouse.move(box["x"] + 112, box["y"] + 120, steps=8)
     page.mouse.move(box["x"] + 110, box["y"] + 200, steps=8)
     page.mouse.up()
-    page.wait_for_function("window.cnnlabPlayground.logits !== null")
+    wait_js(page, "window.cnnlabPlayground.logits !== null")
     assert len(page.evaluate("window.cnnlabPlayground.logits")) == 10
 
 

@@ -112,7 +112,7 @@ async function viewZoo(root) {
     { key: "name", label: "model", render: (m) => h("a", { href: "#/model/" + m.name }, m.name) },
     { key: "family", label: "family" },
     { key: "year", label: "year", num: true },
-    { key: "params", label: "params", num: true, render: (m) => fmtInt(m.params) },
+    { key: "params", label: "params", num: true, render: (m) => (m.params != null ? fmtInt(m.params) : h("span", { class: "muted" }, "…")) },
     { key: "macs", label: "MACs", num: true,
       render: (m) => (m.macs != null ? fmtInt(m.macs) : m.macs_error ? h("span", { class: "error", title: m.macs_error }, "n/a") : h("span", { class: "muted" }, "…")) },
     { key: "input", label: "input", sortValue: (m) => m.input_size[1] * m.input_size[2],
@@ -144,7 +144,7 @@ async function viewZoo(root) {
   refresh();
   let timer = null;
   const poll = async () => {
-    if (data.macs_done >= data.total) return;
+    if (data.macs_done >= data.total && data.models.every((m) => m.params != null || m.macs_error)) return;
     try { data = await getJSON("/api/models"); refresh(); } catch (e) { /* next time */ }
     timer = setTimeout(poll, 1500);
   };
@@ -236,6 +236,10 @@ async function viewRuns(root) {
   ];
   root.append(h("p", { class: "muted" }, `${data.runs.length} run(s) in ${data.folder}`),
     sortableTable(columns, data.runs, { rowAttrs: (r) => ({ "data-run": r.id }) }).table);
+  if (data.runs.some((r) => r.status === "running")) {  // keep epochs and status current
+    const timer = setTimeout(() => route(), 5000);
+    onLeave(() => clearTimeout(timer));
+  }
 }
 
 async function viewRun(root, id) {
