@@ -35,7 +35,7 @@ def lenet_run(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name,batch", [("lenet5", 1), ("resnet20", 2)])
+@pytest.mark.parametrize("name,batch", [("lenet5", 1), pytest.param("resnet20", 2, marks=pytest.mark.slow)])
 def test_export_matches_pytorch(tmp_path, name, batch):
     torch.manual_seed(0)
     model = cnnlab.create_model(name).eval()
@@ -52,6 +52,7 @@ def test_export_matches_pytorch(tmp_path, name, batch):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_input_size_and_registered_name(tmp_path):
     result = export_onnx("resnet20", tmp_path, input_size=40)  # a folder: the file is named after the model
     assert result.path == str(tmp_path / "resnet20.onnx")
@@ -59,6 +60,7 @@ def test_input_size_and_registered_name(tmp_path):
     assert [d.dim_value for d in graph_input.type.tensor_type.shape.dim] == [1, 3, 40, 40]
 
 
+@pytest.mark.slow
 def test_checkpoint_with_preprocessing_equals_the_test_loader(tmp_path, lenet_run):
     """With preprocess=True the graph takes a raw 8x8 digit (0-255); its logits must be the
     trained model's on the test loader's batch of the same images."""

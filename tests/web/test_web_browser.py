@@ -25,6 +25,7 @@ def not_blank(png: Path) -> None:
     assert len(np.unique(img)) > 20, f"{png} has almost no detail"
 
 
+@pytest.mark.slow
 def test_every_page_loads_without_errors_and_screenshots(page, server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     for name, hash_ in PAGES.items():
@@ -97,9 +98,10 @@ def test_runs_list_and_finished_run(page, server, workdir):
     assert row is not None and "finished" in row.inner_text()
     assert f"{100 * results['test']['top1']:.2f}%" in row.inner_text()
     open_view(page, server.url + "#/runs/lenet5")
-    assert page.get_attribute("#run-view", "data-points") == "1"
+    assert page.get_attribute("#run-view", "data-points") == "3"
 
 
+@pytest.mark.slow
 def test_live_run_gains_points(page, server, workdir):
     out = workdir / "runs" / "live"
     train = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "lenet5", "--epochs", "6", "--threads", "1",
@@ -132,6 +134,7 @@ def test_live_run_gains_points(page, server, workdir):
     assert "epoch 6:" in page.inner_text("#run-last")
 
 
+@pytest.mark.slow
 def test_playground_logits_equal_pytorch(page, server, workdir):
     from cnnlab.data import load_dataset, make_loader
     from cnnlab.train import load_checkpoint, model_from_checkpoint
