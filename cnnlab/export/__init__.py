@@ -6,6 +6,13 @@
 
 The command line is ``cnnlab export MODEL|CHECKPOINT --format onnx``.
 """
-from cnnlab.export.core import DEFAULT_OPSET, ExportError, ExportResult, Preprocess, export_onnx, load_source
-
 __all__ = ["export_onnx", "ExportError", "ExportResult", "Preprocess", "load_source", "DEFAULT_OPSET"]
+
+
+def __getattr__(name):
+    # loaded on first use, so that building the `cnnlab` parser does not import torch
+    if name in __all__:
+        from cnnlab.export import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'cnnlab.export' has no attribute {name!r}")

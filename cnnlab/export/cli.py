@@ -12,13 +12,17 @@ DEFAULT_OPSET = 18  # the lowest opset torch's exporter targets natively; onnxru
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from cnnlab.cli import CliError
     from cnnlab.export.core import export_onnx
 
     if args.format not in FORMATS:
         raise ValueError(f"unknown --format {args.format!r}; cnnlab exports to: {', '.join(FORMATS)}")
-    result = export_onnx(args.source, args.out, opset=args.opset, input_size=args.input_size,
-                         batch_size=args.batch_size, num_classes=args.num_classes, check=not args.no_check,
-                         atol=args.atol, activations=args.activations, preprocess=args.preprocess)
+    try:
+        result = export_onnx(args.source, args.out, opset=args.opset, input_size=args.input_size,
+                             batch_size=args.batch_size, num_classes=args.num_classes, check=not args.no_check,
+                             atol=args.atol, activations=args.activations, preprocess=args.preprocess)
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

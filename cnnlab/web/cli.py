@@ -11,11 +11,14 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from cnnlab.cli import CliError
+
     try:
         import uvicorn
-    except ImportError:
-        raise ImportError("cnnlab serve needs the web extra: pip install 'cnnlab[web]'") from None
-    from cnnlab.web.app import create_app
+
+        from cnnlab.web.app import create_app
+    except ImportError as exc:
+        raise CliError(f"cnnlab serve needs the web extra: pip install 'cnnlab[web]' ({exc})") from None
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
