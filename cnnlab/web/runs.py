@@ -124,7 +124,10 @@ def run_summary(root: Path, path: Path) -> dict[str, Any]:
         status = "stopped"
     planned = (cfg.get("overrides") or {}).get("epochs") if isinstance(cfg, dict) else None
     test = (results or {}).get("test") or {}
-    best = [r.get("test_top1") for r in epochs if isinstance(r.get("test_top1"), (int, float))]
+    # the best epoch is chosen on validation when the trainer holds out a validation split
+    key = "val_top1" if any("val_top1" in r for r in epochs) else "test_top1"
+    best = [r.get(key) for r in epochs if isinstance(r.get(key), (int, float))]
+    res_best = (results or {}).get("best_val_top1", (results or {}).get("best_top1"))
     return {
         "id": path.relative_to(root).as_posix(),
         "model": cfg.get("model") or (results or {}).get("model"),
@@ -134,7 +137,8 @@ def run_summary(root: Path, path: Path) -> dict[str, Any]:
         "epochs_done": len(epochs),
         "epochs_planned": planned,
         "test_top1": test.get("top1", last.get("test_top1")),
-        "best_top1": (results or {}).get("best_top1", max(best) if best else None),
+        "best_top1": res_best if res_best is not None else (max(best) if best else None),
+        "best_on": "validation" if key == "val_top1" else "test",
         "val_top1": last.get("val_top1"),
         "train_loss": last.get("train_loss"),
         "images_per_second": (results or {}).get("images_per_second", last.get("images_per_second")),

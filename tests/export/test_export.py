@@ -30,7 +30,7 @@ def run_onnx(path, x):
 def lenet_run(tmp_path_factory):
     """A LeNet-5 trained for one epoch on the bundled digits (the real trainer, through its CLI)."""
     out = tmp_path_factory.mktemp("run") / "lenet5"
-    subprocess.run([sys.executable, "-m", "cnnlab", "train", "lenet5", "--epochs", "1", "--threads", "1",
+    subprocess.run([sys.executable, "-m", "cnnlab", "train", "lenet5", "--dataset", "digits", "--epochs", "1", "--threads", "1",
                     "--progress", "none", "--out", str(out)], check=True, env=ENV, capture_output=True)
     return out
 

@@ -24,11 +24,12 @@ def cnnlab(*args, **kw):
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
-    """runs/ with one finished LeNet-5 run (3 epochs on digits), results/ for compare."""
+    """runs/ with one finished LeNet-5 run (2 epochs on its default data, the bundled MNIST
+    subset), results/ for compare."""
     base = tmp_path_factory.mktemp("web")
     (base / "runs").mkdir()
     (base / "results").mkdir()
-    cnnlab("train", "lenet5", "--epochs", "3", "--threads", "1", "--progress", "none",
+    cnnlab("train", "lenet5", "--epochs", "2", "--threads", "1", "--progress", "none",
            "--out", str(base / "runs" / "lenet5"), check=True, capture_output=True)
     return base
 

@@ -38,6 +38,12 @@ def test_find_runs_and_summary(runs_tree):
     assert sorted(found) == ["a", "group/b"]  # the symlink to a folder outside is not followed
     a = R.run_summary(runs_tree, runs_tree / "a")
     assert (a["status"], a["epochs_done"], a["test_top1"], a["best_top1"]) == ("finished", 2, 0.7, 0.7)
+    c = runs_tree / "c"  # a run with a validation split: the best epoch is chosen on it
+    c.mkdir()
+    c.joinpath("metrics.jsonl").write_text("".join(json.dumps({"kind": "epoch", "epoch": e, "val_top1": v}) + "\n"
+                                                   for e, v in ((1, 0.8), (2, 0.9), (3, 0.85))))
+    c_sum = R.run_summary(runs_tree, c)
+    assert (c_sum["best_top1"], c_sum["best_on"], c_sum["val_top1"]) == (0.9, "validation", 0.85)
     b = R.run_summary(runs_tree, runs_tree / "group" / "b")
     assert (b["status"], b["epochs_done"]) == ("running", 1)  # the half-written line is not read
 

@@ -230,7 +230,8 @@ async function viewRuns(root) {
     { key: "status", label: "status", render: (r) => h("span", { class: "badge " + r.status }, r.status) },
     { key: "epochs_done", label: "epochs", num: true, render: (r) => `${r.epochs_done}${r.epochs_planned ? " / " + r.epochs_planned : ""}` },
     { key: "test_top1", label: "test top-1", num: true, render: (r) => fmtPct(r.test_top1) },
-    { key: "best_top1", label: "best top-1", num: true, render: (r) => fmtPct(r.best_top1) },
+    { key: "val_top1", label: "val top-1", num: true, render: (r) => fmtPct(r.val_top1) },
+    { key: "best_top1", label: "best top-1", num: true, render: (r) => (r.best_top1 == null ? "" : `${fmtPct(r.best_top1)} (${r.best_on})`) },
     { key: "images_per_second", label: "images/s", num: true, render: (r) => fmtInt(r.images_per_second) },
     { key: "modified", label: "modified", render: (r) => new Date(r.modified * 1000).toLocaleString() },
   ];
@@ -287,8 +288,10 @@ async function viewRun(root, id) {
     draw();
   }
   if (info.results && info.results.test) {
-    root.append(h("p", {}, `results: test top-1 ${fmtPct(info.results.test.top1)}, top-5 ${fmtPct(info.results.test.top5)}, ` +
-      `loss ${fmtNum(info.results.test.loss)} in ${fmtNum(info.results.wall_seconds, 3)} s`));
+    const res = info.results, val = res.val || null;
+    root.append(h("p", { id: "run-results" }, `results: test top-1 ${fmtPct(res.test.top1)}, top-5 ${fmtPct(res.test.top5)}, ` +
+      `loss ${fmtNum(res.test.loss)}` + (val ? ` · validation top-1 ${fmtPct(val.top1)}` : "") +
+      (res.best_epoch != null ? ` · best epoch ${res.best_epoch}` : "") + ` · ${fmtNum(res.wall_seconds, 3)} s`));
   }
   root.append(h("h2", {}, "config.json"), h("pre", { class: "tablewrap" }, JSON.stringify(info.config, null, 2)));
 }
@@ -304,10 +307,13 @@ async function viewPlayground(root) {
   if (!info.available) { root.append(h("p", { id: "pg-unavailable" }, info.message)); return; }
   playground.info = info;
   const [, c, nh, nw] = info.input_shape;
+  // How much of the image a digit fills: MNIST centres a 20x20 box in 28x28 (LeCun et al.);
+  // the 8x8 UCI digits fill nearly all of it.
+  const fill = nh >= 16 ? 20 / 28 : 0.87;
   root.append(h("p", { class: "muted" }, `${info.model} from ${info.checkpoint} (epoch ${info.epoch}), exported to ONNX ` +
     `(${fmtBytes(info.onnx_bytes)}; on export onnxruntime matched PyTorch to ${fmtNum(info.parity.max_abs_diff, 2)}) and run ` +
-    `in this page by onnxruntime-web (wasm). Draw a digit or pick a test image: the ${c}x${nh}x${nw} image is resized and ` +
-    `normalised inside the graph as the test loader does.`));
+    `in this page by onnxruntime-web (wasm). Draw a digit or pick a test image: the ${c}x${nh}x${nw} image is ` +
+    `${info.preprocess.plan === "pad" ? "padded" : "resized"} and normalised inside the graph as the test loader does.`));
   const pad = h("canvas", { id: "pad", width: 224, height: 224 });
   const preview = h("canvas", { id: "pg-input", width: nw, height: nh, style: "width:96px;height:96px;image-rendering:pixelated;border:1px solid #ccc" });
   const samples = h("div", { class: "samples", id: "pg-samples" });
@@ -346,7 +352,7 @@ async function viewPlayground(root) {
     }
     const out = new Array(c * nh * nw).fill(0);
     if (x1 < 0) return out;
-    const side = Math.max(x1 - x0 + 1, y1 - y0 + 1) * 1.15;
+    const side = Math.max(x1 - x0 + 1, y1 - y0 + 1) / fill;
     const cx = (x0 + x1 + 1) / 2, cy = (y0 + y1 + 1) / 2;
     let peak = 0;
     const vals = [];
