@@ -279,8 +279,12 @@ class Playground:
             test = load_dataset(meta["dataset"], "test", download=False)
         except Exception:
             return []
+        # the first test image of each class (test splits may be sorted by class), then the next ones
+        labels = [int(v) for v in test.labels.tolist()]
+        chosen = sorted({labels.index(c) for c in set(labels)})[:SAMPLES]
+        chosen += [i for i in range(len(labels)) if i not in chosen][: SAMPLES - len(chosen)]
         out = []
-        for i in range(min(SAMPLES, len(test))):
+        for i in sorted(chosen):
             image, label = test[i]
             out.append({"index": i, "label": int(label), "shape": list(image.shape),
                         "pixels": [int(v) for v in image.flatten().tolist()]})
