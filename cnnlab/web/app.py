@@ -9,7 +9,8 @@ One HTML page (``static/index.html``) with five views, fed by a small JSON API:
     GET /api/run/events?id=RUN       server-sent events: the run's metrics.jsonl as it grows
     GET /api/playground              the playground's checkpoint, classes and test images
     GET /api/playground/model.onnx   that checkpoint exported to ONNX (with each layer's output)
-    GET /api/compare                 saved bench/compare results (*.jsonl), if any
+    GET /api/compare                 saved bench/compare results (*.jsonl, *.json), if any
+    GET /api/compare/figure?name=    a PNG figure from the results folder
 
 What it serves: its own static files and what it reads from the runs (and results)
 folder, never a path outside them. Nothing the browser sends is loaded as code or
@@ -295,13 +296,34 @@ class Playground:
 # Compare
 
 
+def _compare_figure(results_dir: Path | None, name: str) -> Path | None:
+    """A PNG figure inside the results folder (no traversal, no links), or None."""
+    if results_dir is None or not name or not name.endswith(".png"):
+        return None
+    parts = [p for p in name.split("/") if p]
+    if any(p in ("..", ".") or p.startswith(".") for p in parts):
+        return None
+    return _inside(results_dir, results_dir.joinpath(*parts))
+
+
+def _inside(root: Path, path: Path) -> Path | None:
+    """``path`` if it is a regular file (not a link) whose real location is under ``root``."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    real = path.resolve()
+    return real if root.resolve() in real.parents else None
+
+
 def _compare(results_dir: Path | None) -> dict[str, Any]:
-    """Every ``*.jsonl`` / ``*.json`` results file in the results folder, as records."""
+    """Every ``*.jsonl`` / ``*.json`` results file in the results folder, as records, and
+    the PNG figures there (``cnnlab compare`` draws them)."""
     if results_dir is None or not results_dir.is_dir():
-        return {"files": [], "folder": str(results_dir) if results_dir else None}
+        return {"files": [], "figures": [], "folder": str(results_dir) if results_dir else None}
+    figures = [p.relative_to(results_dir).as_posix() for p in sorted(results_dir.rglob("*.png"))
+               if _compare_figure(results_dir, p.relative_to(results_dir).as_posix())][:50]
     files = []
     for path in sorted(results_dir.rglob("*")):
-        if path.is_symlink() or not path.is_file() or path.suffix not in (".jsonl", ".json"):
+        if path.suffix not in (".jsonl", ".json") or _inside(results_dir, path) is None:
             continue
         if path.stat().st_size > 32 * MAX_BODY_BYTES:
             continue
@@ -317,7 +339,7 @@ def _compare(results_dir: Path | None) -> dict[str, Any]:
         records = [r for r in records if isinstance(r, dict)]
         if records:
             files.append({"name": path.relative_to(results_dir).as_posix(), "records": records[:5000]})
-    return {"files": files, "folder": str(results_dir)}
+    return {"files": files, "figures": figures, "folder": str(results_dir)}
 
 
 # ----------------------------------------------------------------------------------
@@ -334,7 +356,11 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
         raise FileNotFoundError(f"the page's libraries are missing from {STATIC_DIR / 'vendor'} ({', '.join(missing)}): "
                                 "run `make static` in the cnnlab source tree (npm ci + copy)")
     runs_root = Path(runs_dir).expanduser().resolve()
-    results = Path(results_dir).expanduser().resolve() if results_dir else runs_root.parent / "results"
+    if results_dir:
+        results = Path(results_dir).expanduser().resolve()
+    else:  # `cnnlab compare`'s default output folder, or a results folder, next to the runs
+        candidates = [runs_root.parent / "compare", runs_root.parent / "results"]
+        results = next((c for c in candidates if c.is_dir()), candidates[0])
     if playground is not None and not Path(playground).exists():
         raise FileNotFoundError(f"no checkpoint at {playground}")
     zoo = Zoo()
@@ -444,6 +470,12 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
     async def api_compare(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(_compare, results))
 
+    async def api_compare_figure(request: Request) -> Response:
+        path = _compare_figure(results, request.query_params.get("name", ""))
+        if path is None:
+            return _error("no such figure", 404)
+        return FileResponse(path, media_type="image/png")
+
     async def not_found(request: Request, exc) -> Response:
         return _error("not found", 404)
 
@@ -457,6 +489,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
         Route("/api/playground", api_playground),
         Route("/api/playground/model.onnx", api_playground_onnx),
         Route("/api/compare", api_compare),
+        Route("/api/compare/figure", api_compare_figure),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, follow_symlink=False), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})

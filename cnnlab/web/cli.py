@@ -57,7 +57,8 @@ def register(subparsers) -> None:
                    help="address to listen on (default 127.0.0.1, this machine only; another host prints a warning)")
     p.add_argument("--runs", default="runs", help="folder of training runs (default ./runs)")
     p.add_argument("--results", default=None,
-                   help="folder of bench/compare results (*.jsonl; default: RUNS/../results if present)")
+                   help="folder of bench/compare results (*.jsonl, *.json, *.png; default: compare/ or results/ next to "
+                        "the runs folder)")
     p.add_argument("--playground", default=None,
                    help="checkpoint or run folder for the playground (default: the newest lenet5 run in --runs)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),

@@ -183,10 +183,17 @@ def test_compare_page(page, server, workdir):
     assert "No results yet" in page.inner_text("#compare-empty")
     rows = [{"model": "resnet20", "batch_size": b, "ms": 1.5 * b} for b in (1, 8, 32)]
     (workdir / "results" / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(workdir / "results" / "time_vs_batch.png")
     try:
         open_view(page, server.url + "#/compare")
         section = page.query_selector("section[data-file='bench.jsonl']")
         assert section is not None and len(section.query_selector_all("tbody tr")) == 3
         assert section.query_selector("canvas") is not None
+        img = page.query_selector("#compare-figures img")
+        wait_js(page, "document.querySelector('#compare-figures img').naturalWidth > 0")
+        assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [64, 48]
     finally:
         (workdir / "results" / "bench.jsonl").unlink()
+        (workdir / "results" / "time_vs_batch.png").unlink()

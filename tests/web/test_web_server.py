@@ -92,6 +92,22 @@ def test_api_serves_runs_and_refuses_traversal(client, runs_tree):
         assert "create_app" not in r.text and "root:" not in r.text
 
 
+def test_compare_figures_stay_in_the_results_folder(tmp_path):
+    from starlette.testclient import TestClient
+
+    results = tmp_path / "compare"
+    results.mkdir()
+    (results / "fig.png").write_bytes(b"\x89PNG fake")
+    (tmp_path / "outside.png").write_bytes(b"\x89PNG secret")
+    os.symlink(tmp_path / "outside.png", results / "link.png")
+    with TestClient(create_app(tmp_path / "runs")) as c:  # compare/ next to the runs folder is found
+        listing = c.get("/api/compare").json()
+        assert listing["figures"] == ["fig.png"] and listing["folder"] == str(results.resolve())
+        assert c.get("/api/compare/figure", params={"name": "fig.png"}).content == b"\x89PNG fake"
+        for bad in ("link.png", "../outside.png", "/etc/passwd", "fig.png/../../outside.png", "x.txt"):
+            assert c.get("/api/compare/figure", params={"name": bad}).status_code == 404, bad
+
+
 def test_security_headers_and_own_assets(client):
     r = client.get("/")
     assert r.status_code == 200 and "cnnlab" in r.text

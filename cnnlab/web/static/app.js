@@ -449,10 +449,17 @@ async function viewPlayground(root) {
 async function viewCompare(root) {
   root.append(h("h1", {}, "Compare"));
   const data = await getJSON("/api/compare");
-  if (!data.files.length) {
+  if (!data.files.length && !data.figures.length) {
     root.append(h("p", { id: "compare-empty" }, "No results yet. ",
-      h("span", { class: "muted" }, `Saved bench/compare results (*.jsonl, *.json) in ${data.folder || "the results folder"} show up here.`)));
+      h("span", { class: "muted" }, `Saved bench/compare results (*.jsonl, *.json, *.png) in ${data.folder || "the results folder"} ` +
+        "show up here (cnnlab serve --results DIR).")));
     return;
+  }
+  root.append(h("p", { class: "muted" }, `from ${data.folder}`));
+  if (data.figures.length) {
+    root.append(h("div", { class: "charts", id: "compare-figures" }, data.figures.map((f) =>
+      h("figure", { class: "chart" }, h("img", { src: "/api/compare/figure?name=" + encodeURIComponent(f), alt: f, style: "max-width:560px" }),
+        h("figcaption", { class: "muted" }, f)))));
   }
   for (const f of data.files) {
     const keys = [...new Set(f.records.flatMap((r) => Object.keys(r)))].filter((k) => f.records.some((r) => r[k] != null && typeof r[k] !== "object"));
