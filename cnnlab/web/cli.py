@@ -40,6 +40,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab serve: http://{shown}:{port}/  (runs: {app.state.runs_dir}; Ctrl-C stops)", file=sys.stderr,
           flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(f"http://{shown}:{port}/")
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=2))
     server.run(sockets=[sock])
     return 0
@@ -61,6 +65,7 @@ def register(subparsers) -> None:
                         "the runs folder)")
     p.add_argument("--playground", default=None,
                    help="checkpoint or run folder for the playground (default: the newest lenet5 run in --runs)")
+    p.add_argument("--open", action="store_true", help="also open the zoo in your web browser")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn's log level (default warning)")
     p.set_defaults(func=_cmd_serve)

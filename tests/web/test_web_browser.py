@@ -176,6 +176,12 @@ def test_live_run_gains_points(page, server, workdir):
     assert growing, f"the view never showed a partial run: saw {sorted(seen)}"
     # the last point drawn is the last epoch logged
     assert "epoch 6:" in page.inner_text("#run-last")
+    results = json.loads((out / "results.json").read_text())
+    wait_js(page, "document.getElementById('run-results').textContent !== ''", timeout=30)
+    assert f"test top-1 {100 * results['test']['top1']:.2f}%" in page.inner_text("#run-results")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "run-live.png"))
+    not_blank(SHOTS / "run-live.png")
 
 
 def test_compare_page(page, server, workdir):

@@ -255,6 +255,16 @@ async function viewRun(root, id) {
   const last = h("p", { id: "run-last", class: "muted" });
   view.append(last, charts);
   root.append(view);
+  const resultsLine = h("p", { id: "run-results" });
+  view.append(resultsLine);
+  function showResults(res) {
+    if (!res || !res.test) return;
+    const val = res.val || null;
+    resultsLine.textContent = `results: test top-1 ${fmtPct(res.test.top1)}, top-5 ${fmtPct(res.test.top5)}, ` +
+      `loss ${fmtNum(res.test.loss)}` + (val ? ` · validation top-1 ${fmtPct(val.top1)}` : "") +
+      (res.best_epoch != null ? ` · best epoch ${res.best_epoch}` : "") + ` · ${fmtNum(res.wall_seconds, 3)} s`;
+  }
+  showResults(info.results);
   const box = () => { const d = h("div", { class: "chart" }); charts.append(d); return d; };
   const loss = chart(box(), "loss", ["train", "test", "val"], { xLabel: "epoch" });
   const acc = chart(box(), "top-1 accuracy (%)", ["train", "test", "val"], { xLabel: "epoch" });
@@ -280,18 +290,16 @@ async function viewRun(root, id) {
     const es = new EventSource("/api/run/events?id=" + encodeURIComponent(id));
     es.addEventListener("record", (e) => add(JSON.parse(e.data)));
     es.addEventListener("restart", () => { epochs = []; draw(); });
-    es.addEventListener("done", () => { es.close(); status.textContent = "finished"; status.className = "badge finished"; });
+    es.addEventListener("done", async () => {
+      es.close();
+      status.textContent = "finished"; status.className = "badge finished";
+      try { showResults((await getJSON("/api/run?id=" + encodeURIComponent(id))).results); } catch (e) { /* shown on reload */ }
+    });
     es.onerror = () => { status.textContent = s.status + " (reconnecting)"; };
     onLeave(() => es.close());
   } else {
     info.records.forEach(add);
     draw();
-  }
-  if (info.results && info.results.test) {
-    const res = info.results, val = res.val || null;
-    root.append(h("p", { id: "run-results" }, `results: test top-1 ${fmtPct(res.test.top1)}, top-5 ${fmtPct(res.test.top5)}, ` +
-      `loss ${fmtNum(res.test.loss)}` + (val ? ` · validation top-1 ${fmtPct(val.top1)}` : "") +
-      (res.best_epoch != null ? ` · best epoch ${res.best_epoch}` : "") + ` · ${fmtNum(res.wall_seconds, 3)} s`));
   }
   root.append(h("h2", {}, "config.json"), h("pre", { class: "tablewrap" }, JSON.stringify(info.config, null, 2)));
 }
