@@ -31,6 +31,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -346,11 +347,16 @@ def _compare(results_dir: Path | None) -> dict[str, Any]:
 # The application
 
 
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None = None,
-               results_dir: str | os.PathLike | None = None) -> Starlette:
+               results_dir: str | os.PathLike | None = None, allowed_hosts: list[str] | None = None) -> Starlette:
     """The web app. ``runs_dir``: training runs; ``playground``: the checkpoint the
     playground runs (default: the newest LeNet-5 run); ``results_dir``: bench/compare
-    results (default: ``results`` next to the runs folder)."""
+    results (default: ``compare`` or ``results`` next to the runs folder);
+    ``allowed_hosts``: the Host headers it answers (default: this machine's loopback
+    names only, so that a web page cannot reach it through DNS rebinding)."""
     missing = [f for f in VENDOR_FILES if not (STATIC_DIR / "vendor" / f).is_file()]
     if missing:
         raise FileNotFoundError(f"the page's libraries are missing from {STATIC_DIR / 'vendor'} ({', '.join(missing)}): "
@@ -494,6 +500,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.add_middleware(LimitBody)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or LOCAL_NAMES))
     app.state.runs_dir = runs_root
     app.state.results_dir = results
     app.state.zoo = zoo

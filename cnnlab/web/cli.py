@@ -26,7 +26,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"cnnlab serve: warning: listening on {args.host}: anyone who can reach this machine on port "
               f"{args.port} can read your runs and run analyses; the server has no authentication",
               file=sys.stderr)
-    app = create_app(runs_dir=args.runs, playground=args.playground, results_dir=args.results)
+    # Requests must name this server by the address it listens on (a loopback name by default).
+    hosts = None if args.host in LOCAL_HOSTS else ["*"] if args.host in ("0.0.0.0", "::") else [args.host]
+    app = create_app(runs_dir=args.runs, playground=args.playground, results_dir=args.results, allowed_hosts=hosts)
     # Bind first, so that --port 0 can say which port it got.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -72,7 +72,7 @@ def test_metrics_tail_follows_appends_and_truncation(tmp_path):
 def client(runs_tree):
     from starlette.testclient import TestClient
 
-    with TestClient(create_app(runs_tree)) as c:
+    with TestClient(create_app(runs_tree), base_url="http://127.0.0.1:8765") as c:
         yield c
 
 
@@ -100,12 +100,19 @@ def test_compare_figures_stay_in_the_results_folder(tmp_path):
     (results / "fig.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "outside.png").write_bytes(b"\x89PNG secret")
     os.symlink(tmp_path / "outside.png", results / "link.png")
-    with TestClient(create_app(tmp_path / "runs")) as c:  # compare/ next to the runs folder is found
+    with TestClient(create_app(tmp_path / "runs"), base_url="http://localhost") as c:  # compare/ next to the runs folder is found
         listing = c.get("/api/compare").json()
         assert listing["figures"] == ["fig.png"] and listing["folder"] == str(results.resolve())
         assert c.get("/api/compare/figure", params={"name": "fig.png"}).content == b"\x89PNG fake"
         for bad in ("link.png", "../outside.png", "/etc/passwd", "fig.png/../../outside.png", "x.txt"):
             assert c.get("/api/compare/figure", params={"name": bad}).status_code == 404, bad
+
+
+def test_other_host_names_are_refused(client):
+    """A page on another site that resolves its name to 127.0.0.1 (DNS rebinding) gets nothing."""
+    r = client.get("/api/runs", headers={"host": "evil.example:8765"})
+    assert r.status_code == 400 and "runs" not in r.text
+    assert client.get("/api/runs", headers={"host": "localhost:8765"}).status_code == 200
 
 
 def test_security_headers_and_own_assets(client):
