@@ -102,8 +102,12 @@ class _Exportable(nn.Module):
         self.preprocess = preprocess
         self.activation_names = list(activations)
         self._store: dict[str, torch.Tensor] = {}
-        for name in self.activation_names:
-            model.get_submodule(name).register_forward_hook(self._hook(name))
+        self._handles = [model.get_submodule(n).register_forward_hook(self._hook(n)) for n in self.activation_names]
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def _hook(self, name: str):
         def hook(module, args, output):
@@ -239,6 +243,13 @@ def export_onnx(
     else:
         names = list(activations or [])
     wrapper = _Exportable(model, pre, names).eval()
+    try:
+        return _export_checked(wrapper, name, source, pre, names, example_shape, out, opset, check, atol, rtol, seed)
+    finally:
+        wrapper.remove_hooks()
+
+
+def _export_checked(wrapper, name, source, pre, names, example_shape, out, opset, check, atol, rtol, seed):
     g = torch.Generator().manual_seed(seed)
     if pre is not None:
         x = torch.randint(0, 256, example_shape, generator=g).float()
@@ -259,10 +270,11 @@ def export_onnx(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     start = time.perf_counter()
     try:
-        program = _export(wrapper, x, name, opset, output_names)
-        blob = program.model_proto.SerializeToString() if program.model_proto.ByteSize() < 2**31 - 1 else None
-        if blob is None:
+        proto = _export(wrapper, x, name, opset, output_names).model_proto  # built anew on each access
+        if proto.ByteSize() >= 2**31 - 1:
             raise ExportError(f"{name} is larger than 2 GB, ONNX's limit for a single file")
+        blob = proto.SerializeToString()
+        del proto
         parity = _parity(blob, x, expected, output_names, atol, rtol, name) if check else {"checked": False}
         with open(tmp, "wb") as f:
             f.write(blob)
