@@ -13,6 +13,7 @@ validation top-1); finally evaluate the test set once and write ``results.json``
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import difflib
@@ -22,7 +23,6 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def autocast(device: torch.device, precision: str):
     """Mixed-precision context: bf16 or fp16 autocast, or nothing for fp32."""
     if precision == "fp32":
-        return nullcontext()
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
@@ -372,9 +372,44 @@ def _open_run(cfg: TrainConfig, module, dist_info) -> tuple[TrainConfig, Recipe,
     cfg, recipe = _resolve(cfg, module)
     if cfg.out is None:
         cfg = dataclasses.replace(cfg, out=str(distributed.broadcast_object(_default_out(cfg.model, cfg.dataset), dist_info)))
-    if dist_info.is_main and not cfg.resume and (Path(cfg.out) / "last.pt").exists():
-        raise ValueError(f"{cfg.out} already holds a run; pass --resume to continue it or --out for a new folder")
+    if state is not None and recipe.epochs < int(state["epoch"]):
+        raise ValueError(f"--resume --epochs {recipe.epochs}: the run in {cfg.out} has already trained "
+                         f"{int(state['epoch'])} epochs; give at least that many")
     return cfg, recipe, state
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a run (``fcntl.flock`` on
+    ``.lock``), so two runs can never write one folder; released when the process ends,
+    however it ends. Also clears temporary checkpoint files a killed run left behind."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.file = out, None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.out / ".lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ValueError(f"another cnnlab run ({holder}) is using {self.out}; wait for it to finish or give "
+                             "another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        for stale in self.out.glob(".*.tmp-*"):  # a checkpoint write cut short by a kill
+            stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()  # closing releases the lock
 
 
 @dataclasses.dataclass
@@ -477,16 +512,31 @@ class _Optimization:
 
 
 def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
+    device = resolve_device(cfg.device, dist_info.local_rank)
+    main = dist_info.is_main
+
+    # 1. The run directory (locked for this run); 2. the data.
+    cfg, recipe, state = _open_run(cfg, module, dist_info)
+    out = Path(cfg.out)
+    with contextlib.ExitStack() as stack:
+        if main:
+            stack.enter_context(RunLock(out))
+            if not cfg.resume and (out / "last.pt").exists():
+                raise ValueError(f"{out} already holds a run; pass --resume to continue it or --out for a new folder")
+        if state is not None and int(state["epoch"]) >= recipe.epochs and (out / "results.json").exists():
+            if main:
+                print(f"{out}: the run already finished its {recipe.epochs} epochs; its results stand "
+                      f"(results.json). Give --epochs N to train it further.", flush=True)
+            return json.loads((out / "results.json").read_text())
+        return _run(cfg, module, recipe, state, out, dist_info, device, t_start)
+
+
+def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[str, Any]:
     from cnnlab.registry import create_model
 
     from cnnlab import data as cdata
 
-    device = resolve_device(cfg.device, dist_info.local_rank)
     main = dist_info.is_main
-
-    # 1. The run directory; 2. the data.
-    cfg, recipe, state = _open_run(cfg, module, dist_info)
-    out = Path(cfg.out)
     data = _load_data(cfg, recipe)
     note = recipe_note(cfg.model) if module is None and cfg.recipe == recipe_for_model(cfg.model).name else ""
     if main and note and cfg.progress != "none":
@@ -563,7 +613,8 @@ def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
                       "command": sys.argv,
                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-        trackers = make_trackers(cfg.trackers, out, resolved, run_name=out.name)
+        trackers = make_trackers(cfg.trackers, out, resolved, run_name=out.name,
+                                 resume_epoch=start_epoch if state is not None else 0)
         if state is not None:
             for t in trackers:
                 t.log({"kind": "resume", "epoch": start_epoch, "step": step})
@@ -595,6 +646,7 @@ def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
     val: dict[str, Any] | None = None
     last_good = start_epoch if state is not None else None
     model.train()
+    epoch = start_epoch
     try:
         for epoch in range(start_epoch, recipe.epochs):
             train_loader.set_epoch(epoch)
@@ -680,6 +732,13 @@ def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
                  "test_loss": test["loss"], "val_top1": results["val"] and results["val"]["top1"],
                  "wall_seconds": wall})
         return results
+    except KeyboardInterrupt:
+        if main:
+            kept = (f"{out / 'last.pt'} holds epoch {last_good}" if last_good else "no epoch finished, nothing was kept")
+            resume = (f"; continue with: cnnlab train {cfg.model} --resume --out {out}" if last_good else "")
+            print(f"\ninterrupted during epoch {epoch + 1} of {recipe.epochs}: {kept}{resume}", file=sys.stderr,
+                  flush=True)
+        raise
     finally:
         for t in trackers:
             t.close()
