@@ -110,22 +110,40 @@ def _info(name, num_classes, channels, size, mean, std, classes, kind, descripti
 # Caching of parsed tensors
 
 
-def _cache_load(path: Path):
+def _content_hash(obj: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in ("images", "labels"):
+        h.update(obj[key].contiguous().numpy().tobytes())
+    h.update(repr(obj.get("classes")).encode())
+    return h.hexdigest()
+
+
+def _cache_load(path: Path, source: str):
+    """A parsed-tensor cache, trusted only when it names the same source (the raw files'
+    published checksums) and its tensors hash to the SHA-256 written with them; anything
+    else (foreign, stale, tampered, truncated) is ignored and re-derived."""
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception:  # a truncated or foreign cache file: rebuild it
         return None
-    if not isinstance(obj, dict) or obj.get("version") != _CACHE_VERSION:
+    if not isinstance(obj, dict) or obj.get("version") != _CACHE_VERSION or obj.get("source") != source:
+        return None
+    try:
+        if obj.get("sha256") != _content_hash(obj):
+            return None
+    except (KeyError, AttributeError, TypeError, RuntimeError):
         return None
     return obj
 
 
-def _cache_save(path: Path, obj: dict) -> None:
+def _cache_save(path: Path, obj: dict, source: str) -> None:
     """Write atomically; a read-only data folder just means no cache."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        torch.save({**obj, "version": _CACHE_VERSION}, tmp)
+        torch.save({**obj, "version": _CACHE_VERSION, "source": source, "sha256": _content_hash(obj)}, tmp)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -200,11 +218,11 @@ def _load_mnist5k(spec: _Spec, split: str, folder: Path, download: bool, **optio
 def _load_digits(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
     _no_options("digits", options)
     cache = folder / "digits.pt"
-    obj = _cache_load(cache)
+    obj = _cache_load(cache, "sklearn.datasets.load_digits")
     if obj is None:
         images, labels = _digits_arrays()
         obj = {"images": torch.from_numpy(images)[:, None], "labels": torch.from_numpy(labels)}
-        _cache_save(cache, obj)
+        _cache_save(cache, obj, "sklearn.datasets.load_digits")
     test = digits_split(obj["labels"])
     keep = test if split == "test" else ~test
     info = spec.info.with_(classes=list(DIGIT_CLASSES))
@@ -221,11 +239,11 @@ def _load_shapes(spec: _Spec, split: str, folder: Path, download: bool, *, image
     if num_samples is None:
         num_samples = spec.info.num_train if split == "train" else spec.info.num_test
     key = f"{split}-seed{seed}-{image_size}px-{num_samples}-{num_classes}c.pt"
-    obj = _cache_load(folder / key) if isinstance(image_size, int) else None
+    obj = _cache_load(folder / key, "generated:" + key) if isinstance(image_size, int) else None
     if obj is None:
         images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
         if images.numel() <= _SHAPES_CACHE_BYTES:
-            _cache_save(folder / key, {"images": images, "labels": labels})
+            _cache_save(folder / key, {"images": images, "labels": labels}, "generated:" + key)
     else:
         images, labels = obj["images"], obj["labels"]
     size = images.shape[-1]
@@ -262,10 +280,11 @@ def _cached_split(spec: _Spec, split: str, folder: Path, download: bool, options
     ``{"images", "labels"[, "classes"]}`` and cache that."""
     _no_options(spec.info.name, options)
     cache = folder / f"{split}.pt"
-    obj = _cache_load(cache)
+    source = ",".join(f"{f.name}:{f.sha256 or f.md5}" for f in spec.files)
+    obj = _cache_load(cache, source)
     if obj is None:
         obj = parse()
-        _cache_save(cache, obj)
+        _cache_save(cache, obj, source)
     classes = list(obj.get("classes") or spec.info.classes)
     return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info.with_(classes=classes), split)
 

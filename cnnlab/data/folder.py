@@ -46,6 +46,7 @@ HOLDOUT = 0.1  # test fraction when the folder has no split subfolders
 EVAL_CROP = 0.875  # crop_pct for inputs of at least LARGE_INPUT pixels
 LARGE_INPUT = 128
 STATS_SAMPLE = 256  # training images whose pixels give the mean and std
+MAX_PIXELS = 100_000_000  # a larger image is refused with a message, not decoded (Pillow warns at ~89 M)
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -89,11 +90,29 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _images_in(folder: Path) -> list[str]:
+def _images_in(folder: Path, seen_files: set[str] | None = None, follow: bool = True) -> list[str]:
+    """Image files under ``folder``, following directory links but never into a folder
+    already visited, and never a file already found (by its real path, also across the
+    folders sharing ``seen_files``): a link loop or a link to another class's folder
+    would otherwise count files twice, and could put one image in both train and test."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    seen: set[str] = set()
+    seen_files = set() if seen_files is None else seen_files
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and os.path.realpath(os.path.join(dirpath, d)) not in seen)
+        for f in sorted(filenames):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                path = os.path.join(dirpath, f)
+                real = os.path.realpath(path)
+                if real not in seen_files:
+                    seen_files.add(real)
+                    out.append(path)
     return out
 
 
@@ -110,10 +129,13 @@ def _scan(folder: Path, classes: list[str] | None = None) -> tuple[list[tuple[st
         if unknown:
             raise DataError(f"{folder} has classes not in the training folder: {unknown[:5]}")
     samples, empty = [], []
+    seen_files: set[str] = set()
+    # Each class's own files first, then what its links add (files not found already).
+    own = {name: _images_in(folder / name, seen_files, follow=False) for name in classes if (folder / name).is_dir()}
     for k, name in enumerate(classes):
-        if not (folder / name).is_dir():
+        if name not in own:
             continue
-        files = _images_in(folder / name)
+        files = sorted(own[name] + _images_in(folder / name, seen_files))
         if not files:
             empty.append(name)
         samples += [(f, k) for f in files]
@@ -255,17 +277,23 @@ def _stats(paths: list[str], channels: int, mean, std, seed: int):
 
 def _open_image(path: str, channels: int = 3):
     """The image as 8-bit grayscale ("L") or RGB; 16-bit grayscale is scaled, not clipped."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(f"image {path} has {im.width}x{im.height} pixels, more than cnnlab decodes "
+                                f"({MAX_PIXELS:,}); shrink it or leave it out")
+            im = ImageOps.exif_transpose(im)  # the orientation the camera recorded
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
                 im = Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8), "L")
             return im.convert("L" if channels == 1 else "RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot decode image {path}: {exc}") from exc
+    except DataError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {path}: {exc}") from None
 
 
 def _to_tensor(img) -> torch.Tensor:
@@ -368,7 +396,12 @@ class FolderLoader(Loader):
             self._decoder, batch_sampler=batches, num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
-        for x, y in loader:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-            yield self.pipeline(x, self.train, g), y
+        try:
+            for x, y in loader:
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                yield self.pipeline(x, self.train, g), y
+        except DataError as exc:  # from a worker: its traceback is in the message; keep the one line
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            line = next((l for l in reversed(lines) if "DataError:" in l), lines[-1] if lines else str(exc))
+            raise DataError(line.split("DataError:", 1)[-1].strip()) from None

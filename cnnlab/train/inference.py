@@ -57,6 +57,12 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
     if classes and len(classes) != meta["num_classes"]:
         raise ValueError(f"the checkpoint classifies {meta['num_classes']} classes ({meta['dataset']}); "
                          f"{dataset} has {len(classes)}")
+    trained = [str(c) for c in meta.get("classes") or []]
+    if classes and trained and [str(c) for c in classes] != trained:
+        differ = next(i for i, (a, b) in enumerate(zip(trained, classes)) if str(a) != str(b))
+        raise ValueError(f"the checkpoint's classes are not {dataset}'s: its class {differ} is "
+                         f"{trained[differ]!r} ({meta['dataset']}), {dataset}'s is {classes[differ]!r}; "
+                         "its scores would be read against the wrong labels")
     if test_samples is not None and test_samples < len(test_set):
         test_set = test_set.subset(list(range(test_samples)))
     model = model_from_checkpoint(state, dev)
@@ -67,19 +73,21 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
 
 
 def _load_image(path: str | os.PathLike, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    """An image file as uint8 (C, H, W) at the training data's native size, decoded as
+    image folders are (every Pillow mode, 16-bit scaled, EXIF orientation, size bounded)."""
+    from PIL import Image
 
+    from cnnlab.data.folder import _open_image, _to_tensor
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no image at {path}")
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no image at {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path} is not an image Pillow can read: {exc}") from None
-    return data.view(size[0], size[1], channels).permute(2, 0, 1).contiguous()
+        img = _open_image(str(path), channels)
+    except ValueError as exc:  # DataError
+        raise ValueError(f"{path} is not an image Pillow can read: {str(exc).split(': ', 1)[-1]}") from None
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    return _to_tensor(img)
 
 
 def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, top_k: int = 5,

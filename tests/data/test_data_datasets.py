@@ -148,3 +148,16 @@ def test_mnist_5k_is_real_mnist_with_a_stratified_split():
     measured = train.images.double() / 255
     assert info.mean[0] == pytest.approx(float(measured.mean()), abs=1e-3)
     assert info.std[0] == pytest.approx(float(measured.std()), abs=1e-3)
+
+
+def test_a_tampered_cache_is_re_derived(data_dir):
+    load_dataset("digits")  # writes digits.pt
+    cache = data_dir / "digits" / "digits.pt"
+    obj = torch.load(cache, weights_only=True)
+    obj["labels"] = torch.zeros_like(obj["labels"])  # every digit a "0": would train to 100% on nonsense
+    torch.save(obj, cache)
+    train = load_dataset("digits")
+    assert torch.bincount(train.labels).min() > 100  # re-derived from scikit-learn, not the fake
+    fake = {"images": obj["images"], "labels": obj["labels"], "version": obj["version"]}  # no source or hash
+    torch.save(fake, cache)
+    assert torch.bincount(load_dataset("digits").labels).min() > 100

@@ -184,3 +184,51 @@ def test_an_official_validation_folder_is_used(tmp_path):
     assert all("/val/" in p for p, _ in val.samples) and all("/test/" in p for p, _ in test.samples)
     with pytest.raises(DataError, match="no validation split"):
         load_dataset("mnist_5k", "val")
+
+
+def test_a_link_loop_does_not_multiply_samples(tmp_path):
+    root = _make_folder(tmp_path / "photos", per_class=10)
+    (root / "red" / "again").symlink_to(root / "red", target_is_directory=True)  # a loop
+    (root / "blue" / "greens").symlink_to(root / "green", target_is_directory=True)  # another class's folder
+    train = load_dataset("imagefolder", root=root, image_size=8)
+    test = load_dataset("imagefolder", "test", root=root, image_size=8)
+    real = [__import__("os").path.realpath(p) for p, _ in train.samples + test.samples]
+    assert len(real) == len(set(real)) == 30  # every file once, in one class, in one split
+    assert not [p for p, _ in train.samples + test.samples if "again" in p or "greens" in p]
+
+
+def test_huge_and_undecodable_images_fail_in_one_line(tmp_path, monkeypatch):
+    import cnnlab.data.folder as folder
+
+    root = _make_folder(tmp_path / "photos", per_class=3)
+    monkeypatch.setattr(folder, "MAX_PIXELS", 100)  # 20x30 images are "huge" now
+    with pytest.raises(DataError, match=r"has 30x20 pixels, more than cnnlab decodes \(100\)"):
+        decode_image(str(root / "red" / "0.png"), (8, 8))
+    monkeypatch.undo()
+    (root / "red" / "broken.png").write_bytes(b"not a png")
+    ds = load_dataset("imagefolder", root=root, image_size=8)
+    with pytest.raises(DataError) as info:
+        list(make_loader(ds, batch_size=4, train=False, num_workers=1))  # the error comes from a worker
+    message = str(info.value)
+    assert "cannot decode image" in message and "broken.png" in message and "Traceback" not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = np.zeros((4, 8, 3), np.uint8)
+    img[:, :4] = 255  # left half white
+    im = Image.fromarray(img)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    im.save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    x = decode_image(str(tmp_path / "rotated.jpg"), (8, 4))  # displayed: 8 tall, 4 wide
+    assert x.shape == (3, 8, 4)
+    assert x[:, :4].float().mean() > 200 and x[:, 4:].float().mean() < 50  # white on top after rotation
+
+
+def test_augmentation_larger_than_the_image_is_refused():
+    from cnnlab.data.augment import BatchPipeline
+
+    for aug in (AugmentConfig(crop_padding=8), AugmentConfig(cutout=9)):
+        with pytest.raises(DataError, match="8-pixel input"):
+            BatchPipeline((1, 8, 8), (1, 8, 8), (0.5,), (0.5,), aug, torch.device("cpu"))

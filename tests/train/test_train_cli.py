@@ -134,3 +134,10 @@ def test_a_folder_trained_run_evaluates_and_predicts_as_it_trained(tmp_path, cap
         expected = model(next(iter(loader))[0]).softmax(1)
     assert [p["top"][0]["index"] for p in preds] == expected.argmax(1).tolist()
     assert [p["top"][0]["probability"] for p in preds] == pytest.approx(expected.max(1).values.tolist(), abs=1e-5)
+
+
+def test_eval_refuses_another_datasets_labels(run, capsys):
+    # the run trained on digits ("0".."9"); shapes also has 10 classes, with other names
+    assert main(["eval", str(run / "last.pt"), "--dataset", "shapes", "--test-samples", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "classes are not shapes's" in err and len(err.strip().splitlines()) == 1

@@ -197,3 +197,52 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "interrupted during epoch 2 of 3" in err and "last.pt holds epoch 1" in err
     assert f"--resume --out {tmp_path / 'run'}" in err
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"batch_size": True}, "batch_size must be"),
+    ({"warmup_epochs": float("inf")}, "warmup_epochs must be a finite number"),
+    ({"weight_decay": float("inf")}, "weight_decay must be a finite number"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+    ({"threads": 100000}, "threads must be at most"),
+    ({"threads": 0}, "threads must be a positive integer"),
+    ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+    ({"optimizer_options": "[1, 2]"}, "optimizer_options must be a dict"),
+])
+def test_bad_numbers_are_named(tmp_path, option, message):
+    with pytest.raises(ValueError, match=message):
+        _fit(TinyNet(), tmp_path, **option)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_cli_bad_numbers_are_one_line(tmp_path, capsys):
+    for flag in (["--warmup-epochs", "inf"], ["--weight-decay", "inf"], ["--threads", "100000"],
+                 ["--val-fraction", "2"], ["--optimizer", "nosuch"]):
+        assert main(["train", "lenet5", "--out", str(tmp_path / "r"), *flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "error" in err, (flag, err)
+
+
+def test_a_single_class_cannot_be_trained(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    for i in range(12):
+        (tmp_path / "pics" / "cat").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i * 10, np.uint8)).save(tmp_path / "pics" / "cat" / f"{i}.png")
+    with pytest.raises(ValueError, match="single class"):
+        _fit(TinyNet(in_chans=3), tmp_path, dataset="imagefolder", data_root=str(tmp_path / "pics"), test_samples=None,
+             train_samples=None, num_workers=0)
+
+
+def test_a_full_disk_is_named_when_torch_reports_it_as_a_runtime_error(tmp_path, monkeypatch):
+    def failing_save(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 123 vs 456")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    monkeypatch.setattr(ckpt_mod.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    with pytest.raises(OSError, match="the disk is full"):
+        save_checkpoint({"model": {}, "meta": {}}, tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())  # no temporary file left
