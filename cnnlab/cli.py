@@ -18,7 +18,8 @@ from typing import Sequence
 from cnnlab import __version__
 
 # Parts that contribute subcommands, in the order they appear in --help.
-_PARTS = ("cnnlab.anatomy.cli", "cnnlab.data.cli", "cnnlab.train.cli", "cnnlab.bench.cli")
+_PARTS = ("cnnlab.anatomy.cli", "cnnlab.data.cli", "cnnlab.train.cli", "cnnlab.experiments.cli", "cnnlab.search.cli",
+          "cnnlab.export.cli", "cnnlab.web.cli", "cnnlab.weights.cli", "cnnlab.bench.cli")
 
 
 class CliError(Exception):

@@ -210,14 +210,30 @@ def _unknown(name: str) -> UnknownModelError:
     )
 
 
+def _architecture_file(name: Any) -> bool:
+    # A searched architecture saved by `cnnlab search export` (a .json path) works wherever a name does.
+    from cnnlab.search.export import is_architecture_file
+
+    return is_architecture_file(name)
+
+
 def is_model(name: str) -> bool:
     _ensure_loaded()
-    return name in _BUILDERS
+    return name in _BUILDERS or _architecture_file(name)
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
-    """Build the registered model ``name``; keyword arguments go to its builder."""
+def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> Any:
+    """Build the registered model ``name``; keyword arguments go to its builder.
+
+    ``pretrained=True`` (or a tag such as ``"IMAGENET1K_V1"``) loads the published
+    weights (``cnnlab weights`` lists them; see :mod:`cnnlab.weights`); with another
+    ``num_classes`` the classifier is replaced by a new one.
+    """
     _ensure_loaded()
+    if name not in _BUILDERS and _architecture_file(name):
+        from cnnlab.search.export import build_architecture
+
+        return build_architecture(name, **kwargs)
     if name not in _BUILDERS:
         raise _unknown(name)
     builder = _BUILDERS[name]
@@ -227,6 +243,10 @@ def create_model(name: str, **kwargs: Any) -> Any:
     if unknown and not takes_any:
         accepted = ", ".join(sorted(params))
         raise TypeError(f"{name}: unexpected argument(s) {', '.join(unknown)}; it accepts: {accepted}")
+    if pretrained is not False and pretrained is not None:
+        from cnnlab.weights.load import build_pretrained
+
+        return build_pretrained(name, pretrained, builder, kwargs)
     return builder(**kwargs)
 
 
@@ -242,6 +262,10 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registered model."""
     _ensure_loaded()
+    if name not in _INFOS and _architecture_file(name):
+        from cnnlab.search.export import architecture_info
+
+        return architecture_info(name)
     if name not in _INFOS:
         raise _unknown(name)
     return _INFOS[name]

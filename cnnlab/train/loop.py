@@ -123,13 +123,18 @@ def _subset(ds, n: int | None, seed: int):
     return ds.subset(idx.tolist())
 
 
+def _run_label(model: str) -> str:
+    """A model's name as a folder name: an architecture file's stem, not its path."""
+    return Path(model).stem if model.endswith(".json") else model
+
+
 def _default_out(model: str, dataset: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{model}-{dataset}-{stamp}"
+    return Path("runs") / f"{_run_label(model)}-{dataset}-{stamp}"
 
 
 def _latest_run(model: str, dataset: str) -> Path:
-    runs = sorted(glob.glob(os.path.join("runs", f"{model}-{dataset}-*")))
+    runs = sorted(glob.glob(os.path.join("runs", f"{glob.escape(_run_label(model))}-{dataset}-*")))
     if not runs:
         raise FileNotFoundError(f"--resume: no run of {model} on {dataset} under runs/; give the run folder with --out")
     return Path(runs[-1])
@@ -544,7 +549,10 @@ def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[st
 
     # 3. The model, seeded, on the device; the CPU thread count from its size.
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=data.num_classes) if module is None else module
+    model = create_model(cfg.model, num_classes=data.num_classes, pretrained=cfg.pretrained) if module is None else module
+    if cfg.freeze_backbone and module is None:  # fine-tune the classifier only
+        from cnnlab.weights import freeze_backbone
+        freeze_backbone(model)
     input_size = _input_size(model, data.info, cfg.image_size)
     model.to(device)
     if cfg.channels_last:
