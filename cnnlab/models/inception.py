@@ -492,14 +492,21 @@ class InceptionV3(_InceptionNet):
         self.transform_input = transform_input
         chs = self._add_stem([(tv, layer) for tv, _, layer in V3_STEM], in_chans)
         self.block_names = []
+        blocks = []
         for name, table, widths in V3_BLOCKS:
             block = MixedBlock(chs, table, naming="torchvision", **widths)
-            self.add_module(name, block)
+            blocks.append((name, block))
             self.block_names.append(name)
             chs = block.out_chs
             if name == "Mixed_6e":
                 aux_chs = chs
-        self.AuxLogits = InceptionAux(aux_chs, num_classes) if aux_logits else None
+        aux = InceptionAux(aux_chs, num_classes) if aux_logits else None
+        # Registered where torchvision registers it, between Mixed_6e and Mixed_7a, so that
+        # parameters() comes in torchvision's order (an optimizer state_dict maps by position).
+        for name, block in blocks:
+            self.add_module(name, block)
+            if name == "Mixed_6e":
+                self.AuxLogits = aux
         self._init_head(chs, num_classes, drop_rate)
 
     # The smallest input depends on whether the auxiliary head runs (see the builder).
