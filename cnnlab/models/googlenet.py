@@ -193,7 +193,7 @@ class GoogLeNet(CnnModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxOutput:
         self.check_input(x)
-        with_aux = self.training and self.aux_logits
+        with_aux = self.training and self.aux_logits and self.num_classes > 0
         features, aux = self._body(x, with_aux)
         logits = self.forward_head(features)
         return AuxOutput(logits, aux) if with_aux else logits
@@ -201,7 +201,7 @@ class GoogLeNet(CnnModel):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the FC and the auxiliary heads' last FCs with fresh ones for ``num_classes``."""
         super().reset_classifier(num_classes)
-        if self.aux_logits:
+        if self.aux_logits and num_classes > 0:  # with 0 (pooled features) the aux heads are not run
             for head in (self.aux1, self.aux2):
                 head.fc2 = fresh_class_layer(head.fc2, num_classes)
 
