@@ -11,6 +11,8 @@ CLI) can use it without pulling in torch.
 """
 from __future__ import annotations
 
+import difflib
+
 __all__ = ["UserError", "UnknownArgumentError"]
 
 
@@ -30,4 +32,6 @@ class UnknownArgumentError(UserError, TypeError):
         self.unknown = tuple(unknown)
         self.accepted = tuple(sorted(accepted))
         names = ", ".join(repr(k) for k in self.unknown)
-        super().__init__(f"{where}: unexpected argument(s) {names}; it accepts: {', '.join(self.accepted)}")
+        close = [m for k in self.unknown for m in difflib.get_close_matches(k, self.accepted, n=1, cutoff=0.75)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        super().__init__(f"{where}: unexpected argument(s) {names}; it accepts: {', '.join(self.accepted)}{hint}")

@@ -237,6 +237,11 @@ def register_model(
 
 
 def _check_common_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    for key in ("drop_rate", "drop_path_rate"):  # the same names and checks in every family
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0.0 <= value < 1.0):
+            raise ValueError(f"{name}: {key} must be a number in [0, 1), got {value!r}")
     for key in ("num_classes", "in_chans"):
         if key in kwargs:
             value = kwargs[key]

@@ -115,7 +115,15 @@ class CnnModel(nn.Module):
 
     def new_classifier(self, num_classes: int) -> nn.Module:
         """A freshly initialized classifier for ``num_classes`` classes, to replace the current one."""
-        return fresh_class_layer(self.get_classifier(), num_classes)
+        old = self.get_classifier()
+        template = self.__dict__.get("_removed_classifier")
+        if isinstance(old, nn.Identity) and template is not None:
+            # removed by reset_classifier(0): rebuild the kind it replaced, where the model lives
+            ref = next(self.parameters())
+            layer = fresh_class_layer(template, num_classes).to_empty(device=ref.device).to(ref.dtype)
+            layer.reset_parameters()
+            return layer
+        return fresh_class_layer(old, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Give the model a fresh classifier for ``num_classes`` classes.
@@ -126,6 +134,11 @@ class CnnModel(nn.Module):
         """
         check_num_classes(num_classes, allow_zero=True)
         new = nn.Identity() if num_classes == 0 else self.new_classifier(num_classes)
+        old = self.get_classifier()
+        if num_classes == 0 and not isinstance(old, nn.Identity):
+            # kept outside the module tree (no parameters, no state_dict keys) as the
+            # template of the classifier a later reset_classifier(n) builds
+            self.__dict__["_removed_classifier"] = old.to("meta")
         self.set_submodule(self.classifier_name, new)
         self.num_classes = num_classes
 

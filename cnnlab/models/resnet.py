@@ -380,6 +380,7 @@ class ResNet(CnnModel):
         se_reduction: int = 16,
         drop_path_rate: float = 0.0,
         dropout: float = 0.0,
+        drop_rate: float = 0.0,
         num_classes: int = 1000,
         in_chans: int = 3,
     ):
@@ -432,6 +433,8 @@ class ResNet(CnnModel):
                 in_chs = planes * block_cls.expansion
             stages.append(blocks)
         self.num_features = in_chs
+        if drop_rate > 0:  # dropout on the pooled features, before the classifier (timm's drop_rate)
+            self.head_drop = nn.Dropout(drop_rate)
         if preact:
             self.stages = nn.Sequential(*[_PreActStage(b) for b in stages])
             self.norm = BatchNormAct2d(in_chs)  # the final BN -> ReLU of a pre-activation net
@@ -478,8 +481,11 @@ class ResNet(CnnModel):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)  # N x num_features x 1 x 1
-        if pre_logits:
+        if pre_logits or not self.num_classes:
             return x.flatten(1)
+        drop = self._modules.get("head_drop")
+        if drop is not None:
+            x = drop(x)
         if self.preact:
             return self.head(x)  # N x num_classes
         return self.fc(x.flatten(1))  # N x num_classes

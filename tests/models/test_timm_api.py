@@ -49,7 +49,10 @@ def test_num_classes_zero_gives_pooled_features_on_meta(name):
     assert dropped >= classifier_params
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n not in SLOW][::3])
+# one small model per kind of head: linear, conv head (pre-activation), RBF / linear
+# output, class-map conv, MLP-free CIFAR nets
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet110", "lenet5", "lenet5_modern", "nin",
+                                  "squeezenet1_1", "densenet_bc_100_12", "plain20"])
 def test_reset_classifier_zero_returns_what_pre_logits_returns(name):
     model = cnnlab.create_model(name).eval()
     x = _small_input(name)
@@ -74,7 +77,9 @@ def test_num_classes_still_checked(bad):
 # -- feature maps per stage -----------------------------------------------------------------
 
 def _check_info(name, info):
-    size = cnnlab.model_info(name).input_size[1]
+    # at 224 or more, where valid (unpadded) convolutions barely move a map's size
+    # (LeNet-5's 5x5 convs take 32 to 28 and 14 to 10)
+    size = max(cnnlab.model_info(name).input_size[1], 224)
     assert len(info) >= 3, f"{name}: {info}"
     reductions = info.reduction()
     assert reductions == sorted(set(reductions)), "one stage per reduction, increasing"
@@ -147,16 +152,18 @@ def test_features_only_returns_the_maps():
     assert net.feature_info.channels() == [64, 256] and net.feature_info.reduction() == [4, 16]
     maps = net(torch.randn(2, 3, 64, 64))
     assert [tuple(m.shape) for m in maps] == [(2, 64, 16, 16), (2, 256, 4, 4)]
+    sum(m.sum() for m in maps).backward()  # trainable as a backbone
+    assert net.model.layer3[0].conv1.weight.grad is not None
     # no classifier left, and the backbone's weights still load from a full model
     assert not any(k.startswith("model.fc") for k in net.state_dict())
     full = cnnlab.create_model("resnet18")
     missing, unexpected = net.model.load_state_dict(full.state_dict(), strict=False)
     assert not missing and unexpected == ["fc.weight", "fc.bias"]
-    sum(m.sum() for m in maps).backward()  # trainable as a backbone
 
 
 def test_stop_early_skips_the_rest_of_the_network():
     model = cnnlab.create_model("resnet18").eval()
+    assert len(model.feature_info) == 5  # (found by a pass of its own, before the hook below)
     calls = []
     model.layer4.register_forward_hook(lambda *a: calls.append("layer4"))
     model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=[0, 1], intermediates_only=True)
@@ -281,3 +288,44 @@ def test_inception_v3_eval_takes_what_torchvision_takes():
         model(torch.empty(1, 3, 75, 74, device="meta"))
     with pytest.raises(InputSizeError, match="at least 299x299"):
         model.train()(torch.empty(1, 3, 298, 299, device="meta"))
+
+
+# -- regularization arguments: one naming in every family -----------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_drop_rate_is_head_dropout_everywhere(name):
+    model = build_on_meta(name, drop_rate=0.3)
+    rates = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert 0.3 in rates, f"{name}: no dropout with p=0.3 ({rates})"
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet110", "densenet_bc_100_12", "fractalnet20"])
+def test_drop_rate_drops_the_classifier_input(name):
+    # in training mode with p = 0.3, about 30% of the classifier's input entries are zeroed
+    seen = []
+    model = build_on_meta(name, drop_rate=0.3).to_empty(device="cpu").train()
+    model.get_classifier().register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    with torch.no_grad():
+        model.forward_head(torch.rand(64, model.num_features, 2, 2) + 0.5)
+    zeros = float((seen[-1] == 0).float().mean())
+    assert 0.2 < zeros < 0.4, zeros
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, float("nan"), float("inf"), "0.2", True])
+@pytest.mark.parametrize("key", ["drop_rate", "drop_path_rate"])
+def test_bad_regularization_rates_are_refused_the_same_way(key, bad):
+    with pytest.raises(ValueError, match=f"resnet20: {key} must be a number in \\[0, 1\\)"):
+        cnnlab.create_model("resnet20", **{key: bad})
+
+
+def test_drop_path_rate_where_the_family_has_it():
+    for name in ("resnet20", "resnet50", "nasnet_cifar", "preact_resnet110"):
+        assert "drop_path_rate" in cnnlab.registry.accepted_arguments(name)
+    with pytest.raises(UnknownArgumentError, match="'drop_path_rate'"):
+        cnnlab.create_model("vgg11", drop_path_rate=0.1)
+
+
+def test_densenet_names_follow_timm():
+    net = build_on_meta("densenet_bc_100_12", drop_rate=0.2, proj_drop_rate=0.1)
+    assert net.head_drop.p == 0.2
+    assert {layer.drop_rate for layer in net.modules() if hasattr(layer, "drop_rate") and layer is not net} == {0.1}
