@@ -260,21 +260,29 @@ def accepted_arguments(name: str) -> list[str]:
     _ensure_loaded()
     if name not in _BUILDERS:
         raise _unknown(name)
-    return sorted(_accepted(_BUILDERS[name].__wrapped__))  # type: ignore[attr-defined]
+    accepted = _accepted(_BUILDERS[name].__wrapped__)  # type: ignore[attr-defined]
+    if accepted is None:
+        raise UserError(f"{name}: its builder passes arguments on to a class it does not name")
+    return sorted(accepted)
 
 
 @functools.lru_cache(maxsize=None)
-def _accepted(builder: Callable[..., Any]) -> frozenset[str]:
+def _accepted(builder: Callable[..., Any]) -> frozenset[str] | None:
     """The builder's keyword arguments; where it passes ``**kwargs`` on to the model's
-    class (its return annotation), that class's keyword arguments too."""
+    class (its return annotation), that class's keyword arguments too. ``None`` when
+    that class cannot be known (the builder then checks its arguments itself)."""
     params = inspect.signature(builder).parameters
     names = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        cls = typing.get_type_hints(builder).get("return")
-        if isinstance(cls, type):
-            init = inspect.signature(cls.__init__).parameters
-            names |= {k for k, p in init.items()
-                      if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        try:
+            cls = typing.get_type_hints(builder).get("return")
+        except Exception:  # an annotation that does not resolve: the builder will have to say
+            cls = None
+        if not isinstance(cls, type):
+            return None
+        init = inspect.signature(cls.__init__).parameters
+        names |= {k for k, p in init.items()
+                  if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     return frozenset(names | set(_REGISTRY_KWARGS))
 
 
@@ -383,7 +391,7 @@ def create_model(name: str, **kwargs: Any) -> Any:
         raise _unknown(name)
     builder = _BUILDERS[name]
     accepted = _accepted(builder.__wrapped__)  # type: ignore[attr-defined]
-    unknown = [k for k in kwargs if k not in accepted]
+    unknown = [k for k in kwargs if accepted is not None and k not in accepted]
     if unknown:
         raise UnknownArgumentError(name, unknown, accepted)
     return builder(**kwargs)

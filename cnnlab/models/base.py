@@ -320,7 +320,9 @@ def _find_feature_info(model: "CnnModel") -> FeatureInfo:
                 add_hooks(name + ".", child)
 
     add_hooks("", model)
-    state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+    tensors = dict(model.named_parameters())
+    tensors.update(model.named_buffers())  # non-persistent ones too (not in the state_dict)
+    state = {k: torch.empty_like(v, device="meta") for k, v in tensors.items()}
     was_training = model.training
     model.eval()
     try:
