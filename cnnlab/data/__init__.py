@@ -13,7 +13,8 @@ Datasets: ``digits`` (scikit-learn's 8x8 handwritten digits), ``mnist``,
 """
 from cnnlab.data.augment import AugmentConfig
 from cnnlab.data.core import DataError, DatasetInfo, InMemoryDataset, default_data_dir
-from cnnlab.data.datasets import dataset_files, dataset_info, download_dataset, is_present, list_datasets, load_dataset
+from cnnlab.data.datasets import (dataset_files, dataset_info, download_dataset, has_split, is_present, list_datasets,
+                                  load_dataset)
 from cnnlab.data.loader import Loader, make_loader
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "dataset_info",
     "default_data_dir",
     "download_dataset",
+    "has_split",
     "is_present",
     "list_datasets",
     "load_dataset",

@@ -326,6 +326,13 @@ class BatchPipeline:
         check_channels(self.native[0], self.target[0])
         self.plan = size_plan(self.native[1:], self.target[1:], resize)
         self.augment = augment if augment is not None and augment.active else None
+        side = min(self.target[1:])
+        if self.augment is not None and self.augment.crop_padding >= side:
+            raise DataError(f"crop_padding {self.augment.crop_padding} is not smaller than the {side}-pixel input: "
+                            "most crops would be blank padding")
+        if self.augment is not None and self.augment.cutout > side:
+            raise DataError(f"cutout {self.augment.cutout} is larger than the {side}-pixel input: it would blank "
+                            "whole images")
         m, s = adapt_stats(mean, std, self.target[0])
         if any(v <= 0 for v in s):
             raise DataError(f"std must be positive, got {s}")

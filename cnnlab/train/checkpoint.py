@@ -24,6 +24,7 @@ import errno
 import os
 import pickle
 import random
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,15 +50,30 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
+        # torch.save reports a failed write as a RuntimeError ("[enforce fail at inline_container.cc...]")
         tmp.unlink(missing_ok=True)
-        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        code = getattr(exc, "errno", None)
+        if isinstance(exc, RuntimeError) and not _disk_full(path):
+            raise
+        why = "the disk is full" if code == errno.ENOSPC or _disk_full(path) else (
+            getattr(exc, "strerror", None) or str(exc))
         kept = f"; the previous {path.name} is intact" if path.exists() else ""
-        raise OSError(exc.errno, f"could not write checkpoint {path}: {why}{kept}") from exc
+        raise OSError(code or errno.EIO, f"could not write checkpoint {path}: {why}{kept}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _disk_full(path: Path, margin: int = 1 << 20) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < margin
+    except OSError:
+        return False
+
+
+REQUIRED_META = ("model", "num_classes", "input_size", "classes", "dataset", "dataset_channels", "mean", "std")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,6 +89,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: not a complete "
                               "PyTorch zip archive)")
+    try:  # every member's CRC-32, as written by torch.save: a flipped byte anywhere fails here
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: {bad} inside it fails its CRC-32 check (the file was damaged "
+                              "after it was written); use another checkpoint (last.pt / best.pt)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -83,6 +107,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {first}") from None
     if not isinstance(state, dict) or "model" not in state or "meta" not in state:
         raise CheckpointError(f"{path} is not a cnnlab checkpoint (no model weights and metadata in it)")
+    missing = [k for k in REQUIRED_META if not isinstance(state.get("meta"), dict) or k not in state["meta"]]
+    if missing:
+        raise CheckpointError(f"{path} is not a complete cnnlab checkpoint: its metadata lacks {', '.join(missing)}")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {state.get('format')!r}; this cnnlab reads {CHECKPOINT_FORMAT}")
     return state

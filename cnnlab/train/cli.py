@@ -18,8 +18,9 @@ from cnnlab.train.trackers import TRACKERS
 __all__ = ["register"]
 
 # Flags written by hand in _add_train (with short help); the rest are generated from Recipe.
-_HAND_WRITTEN = {"epochs", "batch_size", "lr"}
-_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "warmup": WARMUPS, "padding_mode": ("constant", "reflect")}
+_HAND_WRITTEN = {"epochs", "batch_size", "lr", "optimizer", "optimizer_options", "val_fraction"}
+_CHOICES = {"schedule": SCHEDULES, "warmup": WARMUPS, "padding_mode": ("constant", "reflect"),
+            "plateau_metric": ("val", "train")}
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -48,7 +49,7 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
             kw.update(type=str, metavar="A,B,...")
         elif f.name in _CHOICES:
             kw.update(choices=_CHOICES[f.name])
-        elif default is None or isinstance(default, float):
+        elif default is None or isinstance(default, float) or f.name == "eps":
             kw.update(type=float)
         elif isinstance(default, int):
             kw.update(type=int)
@@ -68,6 +69,15 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=argparse.SUPPRESS,
                    help="per-process batch size")
     p.add_argument("--lr", type=float, default=argparse.SUPPRESS, help="base learning rate")
+    p.add_argument("--optimizer", default=argparse.SUPPRESS, metavar="NAME",
+                   help=f"{', '.join(OPTIMIZERS)} or any other torch.optim class name (e.g. NAdam)")
+    p.add_argument("--optimizer-option", dest="optimizer_options", action="append", type=_key_value,
+                   default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                   help="another keyword argument for the optimizer, e.g. amsgrad=true (repeatable)")
+    p.add_argument("--val-fraction", dest="val_fraction", type=float, default=argparse.SUPPRESS,
+                   help="fraction of each class held out of the training set for validation "
+                        "(best.pt, plateau schedules; default 0.1; 0: none)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the validation hold-out (default 0)")
     p.add_argument("--out", help="run directory (default: runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the latest run) from last.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -79,7 +89,8 @@ def _add_train(sub) -> None:
                    help="where metrics go besides metrics.jsonl (repeatable)")
     p.add_argument("--progress", choices=PROGRESS, default="auto",
                    help="auto: a bar on a terminal, one line per epoch otherwise")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: chosen from the machine and the "
+                                               "model's size, recorded in config.json)")
     d = p.add_argument_group("data")
     d.add_argument("--data-dir", help="where datasets are stored (default: $CNNLAB_DATA or a user cache folder)")
     d.add_argument("--data-root", help="imagefolder: the folder of class subfolders")
@@ -101,11 +112,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     recipe_names = {f.name for f in dataclasses.fields(Recipe)}
     overrides = {k: v for k, v in vars(args).items() if k in recipe_names}
+    if "optimizer_options" in overrides:
+        overrides["optimizer_options"] = dict(overrides["optimizer_options"])
     cfg = TrainConfig(
         model=args.model, dataset=args.dataset, recipe=args.recipe, overrides=overrides, out=args.out,
         resume=args.resume, seed=args.seed, device=args.device, precision=args.precision,
         channels_last=args.channels_last, compile=args.compile, trackers=tuple(args.tracker),
-        progress=args.progress, threads=args.threads, data_dir=args.data_dir, data_root=args.data_root,
+        progress=args.progress, threads=args.threads, split_seed=args.split_seed, data_dir=args.data_dir, data_root=args.data_root,
         data_options=dict(args.data_option), download=not args.no_download, image_size=args.image_size,
         train_samples=args.train_samples, test_samples=args.test_samples, num_workers=args.num_workers,
     )
@@ -116,11 +129,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    t = results["test"]
+    t, v = results["test"], results["val"]
     where = "" if results["world_size"] == 1 else f" on {results['world_size']} processes"
+    shown_val = f"validation {100 * v['top1']:.2f}% (best {100 * results['best_val_top1']:.2f}% at epoch " \
+                f"{results['best_epoch']}), " if v else ""
     print(f"{results['model']} on {results['dataset']}: test accuracy {100 * t['top1']:.2f}% "
-          f"(top-5 {100 * t['top5']:.2f}%, loss {t['loss']:.4f}) after {results['epochs']} epochs{where}, "
-          f"{results['wall_seconds']:.1f} s, {results['images_per_second'] or 0:.0f} train images/s -> {results['out']}")
+          f"(top-5 {100 * t['top5']:.2f}%, loss {t['loss']:.4f}, {t['samples']} images), {shown_val}"
+          f"after {results['epochs']} epochs{where}, {results['wall_seconds']:.1f} s, "
+          f"{results['images_per_second'] or 0:.0f} train images/s, {results['threads']} thread(s) -> {results['out']}")
     return 0
 
 
@@ -157,7 +173,8 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
         return 0
     rows = [("name", "epochs", "batch", "optimizer", "lr", "schedule", "paper")]
     for r in recipes:
-        opt = r.optimizer + ("+nesterov" if r.nesterov and r.optimizer == "sgd" else "")
+        opt = r.optimizer + ("+nesterov" if r.nesterov and r.optimizer == "sgd" else "") + (
+            "+ema" if r.ema_decay else "")
         rows.append((r.name, str(r.epochs), str(r.batch_size), opt, f"{r.lr:g}", r.schedule,
                      r.citation.split(")")[0] + ")" if r.citation else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,9 @@ class TrainConfig:
     compile_backend: str = "inductor"
     trackers: tuple[str, ...] = ()  # besides jsonl: "tensorboard", "wandb"
     progress: str = "auto"  # bar on a terminal, one line per epoch otherwise
-    threads: int | None = None  # CPU threads for PyTorch (None: PyTorch's default)
+    threads: int | None = None  # CPU threads for PyTorch (None: chosen from the machine and the model)
+    split_seed: int = 0  # seeds the validation hold-out (fixed across --seed, so runs share one split)
+    optimizer_factory: Any = None  # Python only: f(param_groups) -> torch.optim.Optimizer (not saved)
     # data
     data_dir: str | None = None
     data_root: str | None = None  # imagefolder: the folder of class subfolders
@@ -57,20 +60,31 @@ class TrainConfig:
         bad = [t for t in self.trackers if t not in TRACKERS]
         if bad:
             raise ValueError(f"unknown tracker(s) {', '.join(bad)}; choose from {', '.join(TRACKERS)}")
+        if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool):
+            raise ValueError(f"split_seed must be an integer, got {self.split_seed!r}")
+        if self.optimizer_factory is not None and not callable(self.optimizer_factory):
+            raise ValueError("optimizer_factory must be a callable f(param_groups) -> torch.optim.Optimizer")
         for name in ("image_size", "train_samples", "test_samples", "threads"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        cpus = os.cpu_count() or 1
+        if self.threads is not None and self.threads > 4 * cpus:
+            raise ValueError(f"threads must be at most {4 * cpus} on this machine ({cpus} logical CPUs), "
+                             f"got {self.threads}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = dataclasses.asdict(dataclasses.replace(self, optimizer_factory=None))
+        d.pop("optimizer_factory")
         d["trackers"] = list(self.trackers)
+        if self.optimizer_factory is not None:
+            d["optimizer_factory"] = getattr(self.optimizer_factory, "__qualname__", repr(self.optimizer_factory))
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs = {k: v for k, v in d.items() if k in known and k != "optimizer_factory"}
         kwargs["trackers"] = tuple(kwargs.get("trackers", ()))
         return cls(**kwargs)

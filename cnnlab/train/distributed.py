@@ -20,6 +20,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine (they share its CPU cores)
 
     @property
     def is_main(self) -> bool:
@@ -41,7 +42,8 @@ def setup(device_type: str) -> DistInfo:
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, local_world_size=local_world)
 
 
 def teardown(info: DistInfo) -> None:

@@ -24,8 +24,11 @@ def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "c
         raise CheckpointError(f"the checkpoint holds a custom model ({name!r}) that is not in the registry; "
                               "load its 'model' state_dict into your own module instead")
     model = create_model(name, num_classes=int(meta["num_classes"]))
+    weights = state["model"]
+    if state.get("ema"):  # the run was evaluated with its moving-average weights: use those
+        weights = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"the checkpoint's weights do not fit {name}: {str(exc).splitlines()[0]}") from None
     return model.to(device).eval()
@@ -44,11 +47,22 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
     options = {"root": data_root} if data_root else dict(state["config"].get("data_options") or {})
     if data_root is None and state["config"].get("data_root") and dataset == meta["dataset"]:
         options["root"] = state["config"]["data_root"]
+    if dataset == "imagefolder" and dataset == meta["dataset"]:
+        # the training run's normalisation and channels, not statistics re-measured on another folder
+        options.setdefault("mean", list(meta["mean"]))
+        options.setdefault("std", list(meta["std"]))
+        options.setdefault("channels", int(meta["dataset_channels"]))
     test_set = cdata.load_dataset(dataset, "test", data_dir=data_dir, **options)
     classes = list(getattr(test_set, "classes", None) or [])
     if classes and len(classes) != meta["num_classes"]:
         raise ValueError(f"the checkpoint classifies {meta['num_classes']} classes ({meta['dataset']}); "
                          f"{dataset} has {len(classes)}")
+    trained = [str(c) for c in meta.get("classes") or []]
+    if classes and trained and [str(c) for c in classes] != trained:
+        differ = next(i for i, (a, b) in enumerate(zip(trained, classes)) if str(a) != str(b))
+        raise ValueError(f"the checkpoint's classes are not {dataset}'s: its class {differ} is "
+                         f"{trained[differ]!r} ({meta['dataset']}), {dataset}'s is {classes[differ]!r}; "
+                         "its scores would be read against the wrong labels")
     if test_samples is not None and test_samples < len(test_set):
         test_set = test_set.subset(list(range(test_samples)))
     model = model_from_checkpoint(state, dev)
@@ -59,19 +73,21 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
 
 
 def _load_image(path: str | os.PathLike, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    """An image file as uint8 (C, H, W) at the training data's native size, decoded as
+    image folders are (every Pillow mode, 16-bit scaled, EXIF orientation, size bounded)."""
+    from PIL import Image
 
+    from cnnlab.data.folder import _open_image, _to_tensor
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no image at {path}")
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no image at {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path} is not an image Pillow can read: {exc}") from None
-    return data.view(size[0], size[1], channels).permute(2, 0, 1).contiguous()
+        img = _open_image(str(path), channels)
+    except ValueError as exc:  # DataError
+        raise ValueError(f"{path} is not an image Pillow can read: {str(exc).split(': ', 1)[-1]}") from None
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    return _to_tensor(img)
 
 
 def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, top_k: int = 5,
@@ -91,7 +107,19 @@ def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], 
     model = model_from_checkpoint(state, dev)
     channels = int(meta["dataset_channels"])
     native = tuple(meta["dataset_image_size"] or meta["input_size"][1:])
-    x = torch.stack([_load_image(p, channels, native) for p in images])
+    if meta["dataset"] == "imagefolder":
+        # decoded exactly as the folder's test images were: shorter side to size / crop_pct, centre crop
+        from cnnlab.data.folder import EVAL_CROP, LARGE_INPUT, decode_image
+
+        native = tuple(meta["input_size"][1:])
+        crop = (state["config"].get("data_options") or {}).get("crop_pct")
+        crop = crop if crop is not None else (EVAL_CROP if min(native) >= LARGE_INPUT else 1.0)
+        for p in images:
+            if not Path(p).exists():
+                raise FileNotFoundError(f"no image at {p}")
+        x = torch.stack([decode_image(str(p), native, eval_crop=crop, channels=channels) for p in images])
+    else:
+        x = torch.stack([_load_image(p, channels, native) for p in images])
     classes = list(meta["classes"]) or [str(i) for i in range(meta["num_classes"])]
     info = cdata.dataset_info(meta["dataset"])
     info = info.with_(mean=tuple(meta["mean"]), std=tuple(meta["std"]), channels=channels,

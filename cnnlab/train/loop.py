@@ -5,22 +5,24 @@
     results = fit(my_module, "shapes", recipe="fast")
 
 ``train(config)`` runs one :class:`~cnnlab.train.config.TrainConfig`; it is what
-``cnnlab train`` calls. The story: join the process group (under torchrun), make the
-run directory, load the data, build the model, build optimizer/schedule/scaler,
-resume if asked, then for each epoch train, evaluate, log, checkpoint; finally write
-``results.json``.
+``cnnlab train`` calls. The story: join the process group (under torchrun), open the
+run directory, load the data and hold out a validation split, build the model and
+choose the CPU thread count, build optimizer/schedule/scaler/weight average, resume
+if asked, then for each epoch train, validate, log, checkpoint (``best.pt`` by
+validation top-1); finally evaluate the test set once and write ``results.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import difflib
 import glob
 import json
 import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,12 @@ from torch import nn
 from cnnlab.train import distributed, env, optim
 from cnnlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.recipes import Recipe, default_dataset, get_recipe, recipe_for_model
+from cnnlab.train.recipes import Recipe, default_dataset, get_recipe, recipe_for_model, recipe_note
 from cnnlab.train.schedule import LRSchedule
 from cnnlab.train.trackers import make_trackers
 
-__all__ = ["fit", "train", "evaluate", "TrainingDiverged", "loss_fn", "resolve_device", "autocast"]
+__all__ = ["fit", "train", "evaluate", "TrainingDiverged", "loss_fn", "resolve_device", "autocast", "make_optimizer",
+           "choose_threads"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,7 +59,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def autocast(device: torch.device, precision: str):
     """Mixed-precision context: bf16 or fp16 autocast, or nothing for fp32."""
     if precision == "fp32":
-        return nullcontext()
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
@@ -72,21 +75,9 @@ def loss_fn(output: Any, target: torch.Tensor, *, label_smoothing: float, aux_we
     return loss, output
 
 
-def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    if recipe.decay_norm_and_bias or recipe.weight_decay == 0:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": recipe.weight_decay}]
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)  # biases and norm scales are 1-D
-    return [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: nn.Module, recipe: Recipe) -> optim.Optimizer:
-    groups = _param_groups(model, recipe)
-    if recipe.optimizer == "sgd":
-        return optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
-    return optim.Adam(groups, lr=recipe.lr, betas=(recipe.momentum, 0.999), decoupled=recipe.optimizer == "adamw")
+def make_optimizer(model: nn.Module, recipe: Recipe, factory=None) -> torch.optim.Optimizer:
+    """The recipe's ``torch.optim`` optimizer over ``model`` (see :mod:`cnnlab.train.optim`)."""
+    return optim.build_optimizer(model, recipe, factory)
 
 
 def _topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) -> list[torch.Tensor]:
@@ -179,17 +170,24 @@ class _Progress:
 def fit(model: str | nn.Module, dataset: str | None = None, *, recipe: str | Recipe | None = None, **options: Any) -> dict[str, Any]:
     """Train ``model`` (a registered name or an ``nn.Module``) and return the results dict.
 
-    Keywords that are recipe fields (``epochs``, ``lr``, ``batch_size``, ...) override
-    the recipe; the others are :class:`TrainConfig` fields (``out``, ``seed``, ``device``...).
+    Keywords that are recipe fields (``epochs``, ``lr``, ``batch_size``, ``val_fraction``,
+    ...) override the recipe; the others are :class:`TrainConfig` fields (``out``, ``seed``,
+    ``device``...). ``optimizer`` may also be a factory ``f(param_groups) -> torch.optim.Optimizer``.
     """
     run_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     overrides = dict(options.pop("overrides", {}))
+    if callable(options.get("optimizer")):
+        factory = options.pop("optimizer")
+        options["optimizer_factory"] = factory
+        overrides["optimizer"] = "custom"
     for key in list(options):
         if key in recipe_fields:
             overrides[key] = options.pop(key)
         elif key not in run_fields:
-            raise TypeError(f"fit() got an unknown option {key!r}")
+            close = difflib.get_close_matches(key, sorted(run_fields | recipe_fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"fit() got an unknown option {key!r}{hint}")
     if isinstance(recipe, Recipe):
         overrides = {**recipe.to_dict(), **overrides}
         recipe = recipe.name
@@ -213,6 +211,12 @@ def _resolve(cfg: TrainConfig, module: nn.Module | None) -> tuple[TrainConfig, R
         recipe = get_recipe("fast", **cfg.overrides)
     if recipe.flip and "flip" not in cfg.overrides and _dataset_kind(cfg.dataset) == "mnist":
         recipe = recipe.replace(flip=False)  # digits and letters are not mirror-symmetric
+    if recipe.optimizer == "custom":
+        if cfg.optimizer_factory is None:
+            raise ValueError("this run trains with an optimizer factory passed from Python (optimizer=...); "
+                             "pass the same factory again to continue it")
+    else:
+        optim.optimizer_class(recipe.optimizer)  # an unknown name fails here, before any data is loaded
     return dataclasses.replace(cfg, recipe=recipe.name), recipe
 
 
@@ -241,7 +245,10 @@ def _resume_config(cfg: TrainConfig, stored: dict[str, Any]) -> TrainConfig:
             raise ValueError(f"--resume: {key} differs from the run being resumed "
                              f"({value!r} vs {getattr(current, key)!r}); a resumed run keeps its settings")
     runtime = {k: getattr(cfg, k) for k in ("out", "resume", "device", "progress", "trackers", "num_workers",
-                                            "data_dir", "download", "threads")}
+                                            "data_dir", "download", "optimizer_factory")}
+    # An automatic thread count is kept from the run being resumed (the same count keeps
+    # CPU results bit-for-bit repeatable); an explicit --threads wins.
+    runtime["threads"] = cfg.threads if cfg.threads is not None else stored.get("threads")
     return dataclasses.replace(old, overrides=overrides, **runtime)
 
 
@@ -261,8 +268,17 @@ def _input_size(model: nn.Module, info, image_size: int | None) -> tuple[int, in
     return int(c), int(h), int(w)
 
 
-def _probe(model: nn.Module, name: str, dataset: str, input_size, num_classes: int, device) -> None:
-    """One tiny forward pass, so a model that cannot take the data fails with a clear message."""
+def _probe(model: nn.Module, name: str, dataset: str, input_size, num_classes: int, device) -> int:
+    """One tiny forward pass, so a model that cannot take the data fails with a clear
+    message; returns the multiply-accumulates of its convolutions and linear layers per image."""
+    macs = [0]
+
+    def count(module, inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            per_out = module.weight[0].numel() if isinstance(module, nn.Conv2d) else module.in_features
+            macs[0] += output.numel() // output.shape[0] * per_out
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
     model.eval()
     try:
@@ -274,34 +290,74 @@ def _probe(model: nn.Module, name: str, dataset: str, input_size, num_classes: i
                          f"{input_size[0]}x{input_size[1]}x{input_size[2]} inputs: {first}") from None
     finally:
         model.train(was_training)
+        for h in hooks:
+            h.remove()
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != num_classes:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"model {name} returns {shape} in eval mode; training on {dataset} needs "
                          f"(N, {num_classes}) class scores")
+    return macs[0]
+
+
+# Below this many multiply-accumulates per training step (forward + backward ~ 3x the
+# forward's), a second CPU thread costs more in synchronisation than it saves: LeNet-5 at
+# batch 16 (~0.4 M MACs per image) trains faster on one thread (benchmarks/threads.py).
+SMALL_STEP_MACS = 300e6
+
+
+def choose_threads(macs_per_image: int, batch_size: int, device: torch.device, local_world_size: int = 1) -> tuple[int, str]:
+    """The CPU thread count for training: (threads, why)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    share = max(1, cores // max(1, local_world_size))
+    if device.type == "cuda":
+        return min(share, 4), f"CUDA training: {min(share, 4)} CPU thread(s) feed the GPU"
+    step = 3 * macs_per_image * batch_size
+    if step < SMALL_STEP_MACS or share == 1:
+        why = (f"a small step ({step / 1e6:.0f} M MACs < {SMALL_STEP_MACS / 1e6:.0f} M) gains nothing from more threads"
+               if share > 1 else f"{cores} core(s) for {local_world_size} process(es)")
+        return 1, why
+    return share, f"{share} of {cores} cores for this process ({step / 1e9:.1f} G MACs per step)"
+
+
+def _split_validation(train_set, fraction: float, seed: int):
+    """(train, val): a stratified ``fraction`` of every class held out, seeded by ``seed``."""
+    from cnnlab.data.core import stratified_holdout
+
+    labels = train_set.labels
+    held = stratified_holdout(labels, fraction, "val-split", seed, num_classes=len(train_set.classes))
+    if int(held.sum()) == 0:
+        raise ValueError(f"val_fraction {fraction} of {len(labels)} training images holds out no image; "
+                         "raise --val-fraction or give --val-fraction 0 for no validation split")
+    if int((~held).sum()) == 0:
+        raise ValueError(f"val_fraction {fraction} leaves no training images")
+    keep = torch.nonzero(~held).flatten().tolist()
+    val = torch.nonzero(held).flatten().tolist()
+    return train_set.subset(keep), train_set.subset(val)
 
 
 def train(cfg: TrainConfig, module: nn.Module | None = None) -> dict[str, Any]:
     """Run one training job; returns the dict written to ``results.json``."""
-    from cnnlab import data as cdata
-    from cnnlab.registry import create_model
-
     t_start = time.perf_counter()
     cfg.validate()
+    optim.preload()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     device_type = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     dist_info = distributed.setup(device_type)
     try:
-        return _train(cfg, module, dist_info, t_start, cdata, create_model)
+        return _train(cfg, module, dist_info, t_start)
     finally:
         distributed.teardown(dist_info)
 
 
-def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, Any]:
-    device = resolve_device(cfg.device, dist_info.local_rank)
-    main = dist_info.is_main
+# -- the stages of a run -------------------------------------------------------------------
 
-    # 1. The run directory: a new one, or the one to resume (its config wins).
+
+def _open_run(cfg: TrainConfig, module, dist_info) -> tuple[TrainConfig, Recipe, dict | None]:
+    """Stage 1: a new run directory, or the run to resume (its stored settings win)."""
     state = None
     if cfg.resume:
         if cfg.out is None:
@@ -311,82 +367,238 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
         if not last.exists():
             raise FileNotFoundError(f"--resume: nothing to resume in {cfg.out}: no last.pt "
                                     "(the run ended before its first epoch finished?)")
-        state = load_checkpoint(last, map_location=device)
+        state = load_checkpoint(last, map_location="cpu")
         cfg = _resume_config(cfg, state["config"])
     cfg, recipe = _resolve(cfg, module)
     if cfg.out is None:
         cfg = dataclasses.replace(cfg, out=str(distributed.broadcast_object(_default_out(cfg.model, cfg.dataset), dist_info)))
-    out = Path(cfg.out)
-    if main and not cfg.resume and (out / "last.pt").exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or --out for a new folder")
+    if state is not None and recipe.epochs < int(state["epoch"]):
+        raise ValueError(f"--resume --epochs {recipe.epochs}: the run in {cfg.out} has already trained "
+                         f"{int(state['epoch'])} epochs; give at least that many")
+    return cfg, recipe, state
 
-    # 2. The data: in-memory uint8 tensors (or an image folder), batched on the device.
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a run (``fcntl.flock`` on
+    ``.lock``), so two runs can never write one folder; released when the process ends,
+    however it ends. Also clears temporary checkpoint files a killed run left behind."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.file = out, None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.out / ".lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ValueError(f"another cnnlab run ({holder}) is using {self.out}; wait for it to finish or give "
+                             "another --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        for stale in self.out.glob(".*.tmp-*"):  # a checkpoint write cut short by a kill
+            stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()  # closing releases the lock
+
+
+@dataclasses.dataclass
+class _Data:
+    info: Any
+    train: Any
+    val: Any  # None: no validation split
+    test: Any
+    val_source: str
+    classes: list[str]
+    num_classes: int
+
+
+def _load_data(cfg: TrainConfig, recipe: Recipe) -> _Data:
+    """Stage 2: the training, validation and test sets."""
+    from cnnlab import data as cdata
+
     info = cdata.dataset_info(cfg.dataset)
     options = dict(cfg.data_options)
     if cfg.data_root is not None:
         options["root"] = cfg.data_root
     if cfg.dataset == "imagefolder" and "root" not in options:
         raise ValueError(f"{cfg.model} trains on an ImageNet-style image folder: give --data-root PATH (a folder "
-                         "of class subfolders), or another --dataset (shapes, cifar10, ...)")
-    train_set = cdata.load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, download=cfg.download, **options)
-    test_set = cdata.load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download, **options)
-    train_set = _subset(train_set, cfg.train_samples, cfg.seed)
-    test_set = _subset(test_set, cfg.test_samples, cfg.seed + 1)
+                         "of class subfolders), or another --dataset (mnist_5k, shapes, cifar10, ...)")
+    load = dict(data_dir=cfg.data_dir, download=cfg.download, **options)
+    train_set = _subset(cdata.load_dataset(cfg.dataset, "train", **load), cfg.train_samples, cfg.seed)
+    test_set = _subset(cdata.load_dataset(cfg.dataset, "test", **load), cfg.test_samples, cfg.seed + 1)
+    info = getattr(train_set, "info", info)  # an image folder's own channels, size and statistics
     classes = list(getattr(train_set, "classes", None) or info.classes or [])
-    num_classes = len(classes) or info.num_classes
+    if len(classes) < 2 and classes:
+        raise ValueError(f"{cfg.dataset} has a single class ({classes[0]!r}): a classifier needs at least two")
+    val_set, source = None, "none (val_fraction 0): best.pt is not kept and nothing is chosen on held-out data"
+    if recipe.val_fraction > 0:
+        if cdata.has_split(cfg.dataset, "val", **options):
+            val_set = cdata.load_dataset(cfg.dataset, "val", **load)
+            source = f"the dataset's own validation split ({len(val_set)} images)"
+        else:
+            train_set, val_set = _split_validation(train_set, recipe.val_fraction, cfg.split_seed)
+            source = (f"{len(val_set)} training images held out (val_fraction {recipe.val_fraction:g}, stratified, "
+                      f"split seed {cfg.split_seed})")
+    return _Data(info, train_set, val_set, test_set, source, classes, len(classes) or info.num_classes)
 
-    # 3. The model, seeded, on the device.
+
+def _aux_weights(model: nn.Module, recipe: Recipe) -> tuple[float, ...]:
+    weights = tuple(model.aux_loss_weights) if getattr(model, "aux_loss_weights", ()) else ()
+    if recipe.aux_weight is not None:
+        weights = (recipe.aux_weight,) * max(1, len(weights))
+    return weights
+
+
+class _Optimization:
+    """Stage 4: optimizer, learning-rate schedule, fp16 loss scaling, weight averaging and
+    the per-step extras some papers use (scheduled drop-path, filter renormalization)."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, precision: str, device, factory) -> None:
+        self.model, self.recipe = model, recipe
+        self.optimizer = make_optimizer(model, recipe, factory)
+        self.schedule = LRSchedule(recipe, steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.ema = optim.make_ema(model, recipe.ema_decay) if recipe.ema_decay else None
+        self.drop_path = getattr(model, "set_drop_path_progress", None)
+
+    def before_step(self, step: int) -> float:
+        if self.drop_path is not None:  # ScheduledDropPath (Zoph et al. 2017): ramps with training progress
+            self.drop_path(step / max(1, self.schedule.total_steps))
+        return self.schedule.apply(self.optimizer, step)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.recipe.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.recipe.filter_rms_max > 0:
+            optim.renorm_filters(self.model, self.recipe.filter_rms_max)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """The weights evaluation uses: the moving average when the recipe keeps one."""
+        return self.ema.module if self.ema is not None else model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "ema": self.ema.state_dict() if self.ema is not None else {}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"--resume: the optimizer state in the checkpoint does not fit: {exc}") from None
+        self.schedule.load_state_dict(state["schedule"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+
+
+def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
+    device = resolve_device(cfg.device, dist_info.local_rank)
+    main = dist_info.is_main
+
+    # 1. The run directory (locked for this run); 2. the data.
+    cfg, recipe, state = _open_run(cfg, module, dist_info)
+    out = Path(cfg.out)
+    with contextlib.ExitStack() as stack:
+        if main:
+            stack.enter_context(RunLock(out))
+            if not cfg.resume and (out / "last.pt").exists():
+                raise ValueError(f"{out} already holds a run; pass --resume to continue it or --out for a new folder")
+        if state is not None and int(state["epoch"]) >= recipe.epochs and (out / "results.json").exists():
+            if main:
+                print(f"{out}: the run already finished its {recipe.epochs} epochs; its results stand "
+                      f"(results.json). Give --epochs N to train it further.", flush=True)
+            return json.loads((out / "results.json").read_text())
+        return _run(cfg, module, recipe, state, out, dist_info, device, t_start)
+
+
+def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[str, Any]:
+    from cnnlab.registry import create_model
+
+    from cnnlab import data as cdata
+
+    main = dist_info.is_main
+    data = _load_data(cfg, recipe)
+    note = recipe_note(cfg.model) if module is None and cfg.recipe == recipe_for_model(cfg.model).name else ""
+    if main and note and cfg.progress != "none":
+        print(f"{cfg.model}: {note}.", flush=True)
+
+    # 3. The model, seeded, on the device; the CPU thread count from its size.
     torch.manual_seed(cfg.seed)
-    if module is None:
-        model = create_model(cfg.model, num_classes=num_classes)
-    else:
-        model = module
-    input_size = _input_size(model, info, cfg.image_size)
+    model = create_model(cfg.model, num_classes=data.num_classes) if module is None else module
+    input_size = _input_size(model, data.info, cfg.image_size)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    _probe(model, cfg.model, cfg.dataset, input_size, num_classes, device)
-    aux_weights = tuple(model.aux_loss_weights) if getattr(model, "aux_loss_weights", ()) else ()
-    if recipe.aux_weight is not None:
-        aux_weights = (recipe.aux_weight,) * max(1, len(aux_weights))
+    macs = _probe(model, cfg.model, cfg.dataset, input_size, data.num_classes, device)
+    threads, threads_why = choose_threads(macs, recipe.batch_size, device, dist_info.local_world_size)
+    if cfg.threads is not None:
+        threads, threads_why = cfg.threads, "given (--threads)" if not cfg.resume else "kept from the run"
+    torch.set_num_threads(threads)
+    cfg = dataclasses.replace(cfg, threads=threads)
+    aux_weights = _aux_weights(model, recipe)
+    if main and cfg.progress != "none":
+        val_text = f" / {len(data.val)} validation" if data.val is not None else ""
+        print(f"{cfg.model} on {cfg.dataset}: {len(data.train)} training{val_text} / {len(data.test)} test images; "
+              f"recipe {recipe.name} ({recipe.optimizer_text()}, lr {recipe.lr:g}, {recipe.epochs} epochs); "
+              f"{threads} CPU thread(s): {threads_why}", flush=True)
     torch.manual_seed(cfg.seed + 1000 * dist_info.rank + 1)  # dropout / drop-path draws differ per rank
 
     augment = cdata.AugmentConfig(**recipe.augment_kwargs())
     loader_kw = dict(device=device, input_size=input_size, seed=cfg.seed, rank=dist_info.rank,
                      world_size=dist_info.world_size, num_workers=cfg.num_workers)
-    train_loader = cdata.make_loader(train_set, batch_size=recipe.batch_size, train=True, augment=augment, **loader_kw)
-    test_loader = cdata.make_loader(test_set, batch_size=max(recipe.batch_size, 256), train=False, **loader_kw)
+    train_loader = cdata.make_loader(data.train, batch_size=recipe.batch_size, train=True, augment=augment, **loader_kw)
+    eval_batch = max(recipe.batch_size, 256)
+    val_loader = (cdata.make_loader(data.val, batch_size=eval_batch, train=False, **loader_kw)
+                  if data.val is not None else None)
+    test_loader = cdata.make_loader(data.test, batch_size=eval_batch, train=False, **loader_kw)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"the training set ({len(train_set)} images) is smaller than one batch of {recipe.batch_size}")
+        raise ValueError(f"the training set ({len(data.train)} images) is smaller than one batch of {recipe.batch_size}")
 
-    # 4. Optimizer, learning-rate schedule, loss scaling for fp16.
+    # 4. Optimizer, schedule, loss scaling, weight averaging; DDP and compile wrap the model.
     raw_model = model
-    optimizer = make_optimizer(raw_model, recipe)
-    schedule = LRSchedule(recipe, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    opt = _Optimization(raw_model, recipe, steps_per_epoch, cfg.precision, device, cfg.optimizer_factory)
     if dist_info.enabled:
         ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}
         model = nn.parallel.DistributedDataParallel(model, **ddp_kw)
     if cfg.compile:
         model = torch.compile(model, backend=cfg.compile_backend)
 
-    # 5. Resume: weights, optimizer, schedule, scaler, RNG; the data order follows from (seed, epoch).
-    start_epoch, step, best_top1 = 0, 0, -1.0
+    # 5. Resume: weights, optimizer, schedule, scaler, averages, RNG; the data order follows from (seed, epoch).
+    start_epoch, step, best_val, best_epoch = 0, 0, -1.0, None
     if state is not None:
         raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
+        opt.load_state_dict(state)
         set_rng_state(state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else state["rng"][0])
-        start_epoch, step, best_top1 = int(state["epoch"]), int(state["step"]), float(state["best_top1"])
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+        best_val, best_epoch = float(state["best_top1"]), state.get("best_epoch")
 
     meta = {
-        "model": cfg.model, "registered": module is None, "num_classes": num_classes,
-        "input_size": list(input_size), "classes": classes, "dataset": cfg.dataset,
-        "dataset_channels": info.channels, "dataset_image_size": list(info.image_size),
-        "mean": list(info.mean), "std": list(info.std), "cnnlab": env.versions()["cnnlab"],
+        "model": cfg.model, "registered": module is None, "num_classes": data.num_classes,
+        "input_size": list(input_size), "classes": data.classes, "dataset": cfg.dataset,
+        "dataset_channels": data.info.channels, "dataset_image_size": list(data.info.image_size),
+        "mean": list(data.info.mean), "std": list(data.info.std), "cnnlab": env.versions()["cnnlab"],
+        "eval_weights": "ema" if opt.ema is not None else "model",
     }
     resolved = {**cfg.to_dict(), "overrides": recipe.to_dict()}
     trackers = []
@@ -394,12 +606,15 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
         out.mkdir(parents=True, exist_ok=True)
         if state is None:
             params = sum(p.numel() for p in raw_model.parameters())
-            record = {"config": resolved, "recipe": recipe.describe(), "model": meta, "params": params,
-                      "world_size": dist_info.world_size, "device": str(device), "versions": env.versions(),
-                      "machine": env.machine(), "git_commit": env.git_commit(), "command": sys.argv,
+            record = {"config": resolved, "recipe": recipe.describe(), "recipe_note": note, "model": meta,
+                      "params": params, "macs_per_image": macs, "threads": threads, "threads_reason": threads_why,
+                      "validation": data.val_source, "world_size": dist_info.world_size, "device": str(device),
+                      "versions": env.versions(), "machine": env.machine(), "git_commit": env.git_commit(),
+                      "command": sys.argv,
                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-        trackers = make_trackers(cfg.trackers, out, resolved, run_name=out.name)
+        trackers = make_trackers(cfg.trackers, out, resolved, run_name=out.name,
+                                 resume_epoch=start_epoch if state is not None else 0)
         if state is not None:
             for t in trackers:
                 t.log({"kind": "resume", "epoch": start_epoch, "step": step})
@@ -415,20 +630,23 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
             torch.distributed.all_gather_object(rngs, rng_state())
         if not main:
             return
-        ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "rng": rngs, "epoch": epoch, "step": step, "best_top1": best_top1,
-                "config": resolved, "meta": meta}
+        ckpt = {"model": raw_model.state_dict(), **opt.state_dict(), "rng": rngs, "epoch": epoch, "step": step,
+                "best_top1": best_val, "best_epoch": best_epoch, "config": resolved, "meta": meta}
         save_checkpoint(ckpt, out / "last.pt")
         if is_best:
             save_checkpoint(ckpt, out / "best.pt")
 
-    # 6. The epochs.
+    def run_eval(loader) -> dict[str, float]:
+        return evaluate(opt.eval_model(model), loader, device=device, precision=cfg.precision,
+                        channels_last=cfg.channels_last, dist_info=dist_info)
+
+    # 6. The epochs: train, validate, log, checkpoint.
     progress = _Progress(cfg.progress, enabled=main)
     train_images, train_seconds = 0, 0.0
-    test = {"loss": float("nan"), "top1": 0.0, "top5": 0.0}
+    val: dict[str, Any] | None = None
     last_good = start_epoch if state is not None else None
     model.train()
+    epoch = start_epoch
     try:
         for epoch in range(start_epoch, recipe.epochs):
             train_loader.set_epoch(epoch)
@@ -438,19 +656,13 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
             seen = shown = 0
             t0 = time.perf_counter()
             for i, (x, y) in enumerate(train_loader):
-                lr = schedule.apply(optimizer, step)
+                lr = opt.before_step(step)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(device, cfg.precision):
                     output = model(x)
                 loss, logits = loss_fn(output, y, label_smoothing=recipe.label_smoothing, aux_weights=aux_weights)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if recipe.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(raw_model.parameters(), recipe.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                opt.step(loss)
                 step += 1
                 n = y.shape[0]
                 seen += n
@@ -473,34 +685,42 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
                 [loss_sum.item(), correct.item(), seen], dist_info, device)
             train_images += int(seen_total)
             train_seconds += epoch_seconds
+            train_top1 = correct_total / seen_total
 
-            test = evaluate(model, test_loader, device=device, precision=cfg.precision,
-                            channels_last=cfg.channels_last, dist_info=dist_info)
-            schedule.epoch_end(test["top1"])
-            is_best = test["top1"] > best_top1
-            best_top1 = max(best_top1, test["top1"])
             record = {"kind": "epoch", "epoch": epoch + 1, "step": step, "lr": lr,
-                      "train_loss": loss_total / seen_total, "train_top1": correct_total / seen_total,
-                      "test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
+                      "train_loss": loss_total / seen_total, "train_top1": train_top1,
                       "epoch_seconds": epoch_seconds, "images_per_second": seen_total / epoch_seconds}
+            is_best = False
+            if val_loader is not None:
+                val = run_eval(val_loader)
+                record.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+                is_best = val["top1"] > best_val
+                if is_best:
+                    best_val, best_epoch = val["top1"], epoch + 1
+            opt.schedule.epoch_end(train_top1 if recipe.plateau_metric == "train" else (val or {}).get("top1", 0.0))
             log(record)
             checkpoint(epoch + 1, is_best)
             last_good = epoch + 1
+            shown_val = (f"val loss {val['loss']:.4f} top-1 {100 * val['top1']:.2f}%  " if val_loader is not None else "")
             progress.end_epoch(
                 f"epoch {epoch + 1}/{recipe.epochs}  train loss {record['train_loss']:.4f} "
-                f"acc {100 * record['train_top1']:.2f}%  test loss {test['loss']:.4f} "
-                f"top-1 {100 * test['top1']:.2f}% top-5 {100 * test['top5']:.2f}%  "
-                f"lr {lr:.3g}  {record['images_per_second']:.0f} img/s  {epoch_seconds:.1f}s")
+                f"acc {100 * train_top1:.2f}%  {shown_val}lr {lr:.3g}  "
+                f"{record['images_per_second']:.0f} img/s  {epoch_seconds:.1f}s")
 
-        # 7. The results.
-        if state is not None and start_epoch >= recipe.epochs:  # nothing left to train: report the checkpoint
-            test = evaluate(model, test_loader, device=device, precision=cfg.precision,
-                            channels_last=cfg.channels_last, dist_info=dist_info)
+        # 7. The test set, once, with the final weights; the results.
+        if val_loader is not None and val is None:  # resumed a finished run: nothing trained
+            val = run_eval(val_loader)
+        test = run_eval(test_loader)
         wall = time.perf_counter() - t_start
         results = {
             "model": cfg.model, "dataset": cfg.dataset, "recipe": recipe.name, "epochs": recipe.epochs,
-            "test": {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"]},
-            "best_top1": best_top1, "world_size": dist_info.world_size, "device": str(device),
+            "test": {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"], "samples": test["samples"]},
+            "val": ({"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "samples": val["samples"]}
+                    if val is not None else None),
+            "best_val_top1": best_val if val_loader is not None else None, "best_epoch": best_epoch,
+            "evaluated_weights": "exponential moving average" if opt.ema is not None else "final",
+            "validation": data.val_source, "threads": threads,
+            "world_size": dist_info.world_size, "device": str(device),
             "precision": cfg.precision, "wall_seconds": wall,
             "images_per_second": train_images / train_seconds if train_seconds else None,
             "train_images": train_images, "steps": step, "out": str(out),
@@ -509,8 +729,16 @@ def _train(cfg, module, dist_info, t_start, cdata, create_model) -> dict[str, An
         if main:
             (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
             log({"kind": "results", "epoch": recipe.epochs, "test_top1": test["top1"], "test_top5": test["top5"],
-                 "test_loss": test["loss"], "wall_seconds": wall})
+                 "test_loss": test["loss"], "val_top1": results["val"] and results["val"]["top1"],
+                 "wall_seconds": wall})
         return results
+    except KeyboardInterrupt:
+        if main:
+            kept = (f"{out / 'last.pt'} holds epoch {last_good}" if last_good else "no epoch finished, nothing was kept")
+            resume = (f"; continue with: cnnlab train {cfg.model} --resume --out {out}" if last_good else "")
+            print(f"\ninterrupted during epoch {epoch + 1} of {recipe.epochs}: {kept}{resume}", file=sys.stderr,
+                  flush=True)
+        raise
     finally:
         for t in trackers:
             t.close()

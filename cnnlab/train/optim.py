@@ -1,133 +1,149 @@
-"""SGD (momentum, Nesterov) and Adam/AdamW, small enough to read, with PyTorch's update rules.
+"""Optimizers and weight averaging for the trainer, built from ``torch.optim``.
 
-Why not ``torch.optim``: its optimizers import ``torch._dynamo`` on first use, which
-costs about as much CPU time as importing torch itself (~1 s) -- a large slice of a
-15-second training job. These follow ``torch.optim.SGD`` and ``torch.optim.Adam`` /
-``AdamW`` step for step (tested against them), keep their state under the same names
-(``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ``step``), and work with
-``torch.amp.GradScaler``.
+A recipe names its optimizer (``sgd``, ``rmsprop``, ``adam``, ``adamw`` or the name of
+any other ``torch.optim`` class, matched without regard to case); a Python caller may
+instead pass a factory ``f(param_groups) -> torch.optim.Optimizer``. Parameters fall
+into one or two groups: with ``decay_norm_and_bias=False`` biases and normalization
+scales (every 1-D parameter) get no weight decay, as in Goyal et al. 2017
+(arXiv:1706.02677). The trainer sets every group's learning rate each step from the
+schedule, so the factory's own ``lr`` does not matter.
 
-    SGD   d = g + wd * p;  b = mu * b + d (b = d at first);  d = d + mu * b (Nesterov) or b;  p -= lr * d
-    Adam  g += wd * p (AdamW instead: p *= 1 - lr * wd);  m, v = EMAs of g, g^2;
-          p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+How recipe fields map onto ``torch.optim``:
+
+    sgd      SGD(momentum=momentum, nesterov=nesterov)
+    rmsprop  RMSprop(alpha=rms_decay, eps=eps, momentum=momentum)
+             (TensorFlow's RMSProp, which Inception-v3/v4 and NASNet used, adds eps
+             inside the square root and starts the mean square at one; PyTorch's adds
+             eps outside and starts at zero. With eps = 1.0 both are dominated by eps
+             early in training.)
+    adam     Adam(betas=(momentum, beta2), eps=eps)
+    adamw    AdamW(betas=(momentum, beta2), eps=eps)  (decoupled weight decay)
+    other    CLASS(**optimizer_options)
+
+Polyak averaging -- "a running average of the parameters" with which GoogLeNet and
+Inception-v3 were evaluated -- is ``torch.optim.swa_utils.AveragedModel`` with an
+exponential moving average of decay ``ema_decay`` over parameters and buffers.
+
+Start-up: ``torch.optim``'s first ``step()`` imports ``torch._dynamo`` (about 1 s of CPU
+on this project's machines). :func:`preload` starts that import on a background
+thread while the data and the model are being prepared.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import threading
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["BUILTIN_OPTIMIZERS", "optimizer_class", "param_groups", "build_optimizer", "make_ema", "ema_decay_at",
+           "renorm_filters", "preload"]
 
-
-class Optimizer:
-    """The parts of ``torch.optim.Optimizer`` the trainer and GradScaler use."""
-
-    defaults: dict[str, Any]
-
-    def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
-        self.defaults = dict(defaults)
-        groups = list(params)
-        if groups and not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        self.param_groups: list[dict[str, Any]] = []
-        for group in groups:
-            self.param_groups.append({**self.defaults, **group, "params": list(group["params"])})
-        self.state: dict[torch.Tensor, dict[str, Any]] = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.zero_()
-
-    def _groups_with_grads(self):
-        """(group, params, grads) for each group, leaving out parameters without a gradient."""
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                yield group, params, [p.grad for p in params]
-
-    def state_dict(self) -> dict[str, Any]:
-        index = {}
-        groups = []
-        for group in self.param_groups:
-            ids = []
-            for p in group["params"]:
-                index.setdefault(id(p), len(index))
-                ids.append(index[id(p)])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
-        state = {index[id(p)]: dict(s) for p, s in self.state.items()}
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict["param_groups"]
-        if len(saved) != len(self.param_groups) or any(
-                len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups)):
-            raise ValueError("the optimizer state does not match the model's parameters")
-        by_index = {}
-        for s, group in zip(saved, self.param_groups):
-            group.update({k: v for k, v in s.items() if k != "params"})
-            by_index.update(zip(s["params"], group["params"]))
-        self.state = {}
-        for i, s in state_dict["state"].items():
-            p = by_index[int(i)]
-            self.state[p] = {k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+BUILTIN_OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 
 
-class SGD(Optimizer):
-    def __init__(self, params: Iterable, lr: float, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        if nesterov and momentum <= 0:
-            raise ValueError("Nesterov momentum needs momentum > 0")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self) -> None:
-        for group, params, grads in self._groups_with_grads():
-            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-            if wd:
-                grads = torch._foreach_add(grads, params, alpha=wd)
-            if mu:
-                bufs = []
-                for p, g in zip(params, grads):
-                    state = self.state.setdefault(p, {})
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = g.detach().clone()
-                    else:
-                        state["momentum_buffer"].mul_(mu).add_(g)
-                    bufs.append(state["momentum_buffer"])
-                grads = torch._foreach_add(grads, bufs, alpha=mu) if group["nesterov"] else bufs
-            torch._foreach_add_(params, grads, alpha=-lr)
+def _torch_optimizers() -> dict[str, type]:
+    return {name.lower(): cls for name, cls in vars(torch.optim).items()
+            if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
 
 
-class Adam(Optimizer):
-    """Adam; ``decoupled=True`` is AdamW (weight decay applied to the weights, not the gradient)."""
+def optimizer_class(name: str) -> type:
+    """The ``torch.optim`` class called ``name`` (any case); ValueError listing the choices."""
+    table = _torch_optimizers()
+    cls = table.get(str(name).lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of torch.optim's: "
+                         f"{', '.join(sorted(cls.__name__ for cls in table.values()))}")
+    return cls
 
-    def __init__(self, params: Iterable, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decoupled: bool = False) -> None:
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "decoupled": decoupled})
+
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict[str, Any]]:
+    """The trainable parameters as optimizer groups, each with its own ``weight_decay``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]  # biases and norm scales are 1-D
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
+            if g["params"]]
+
+
+def build_optimizer(model: nn.Module, recipe, factory: OptimizerFactory | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``model``'s parameters (see the module docstring)."""
+    groups = param_groups(model, recipe.weight_decay, recipe.decay_norm_and_bias)
+    if factory is not None:
+        opt = factory(groups)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"the optimizer factory returned {type(opt).__name__}, not a torch.optim.Optimizer")
+        return opt
+    name = recipe.optimizer.lower()
+    options = dict(recipe.optimizer_options)
+    eps = {} if recipe.eps is None else {"eps": recipe.eps}
+    if name == "sgd":
+        kwargs = {"momentum": recipe.momentum, "nesterov": recipe.nesterov}
+    elif name == "rmsprop":
+        kwargs = {"alpha": recipe.rms_decay, "momentum": recipe.momentum, **eps}
+    elif name in ("adam", "adamw"):
+        kwargs = {"betas": (recipe.momentum, recipe.beta2), **eps}
+    else:
+        kwargs = {}
+    cls = optimizer_class(name)
+    try:
+        return cls(groups, lr=recipe.lr, **{**kwargs, **options})
+    except TypeError as exc:
+        raise ValueError(f"optimizer {cls.__name__} does not take the options {sorted({**kwargs, **options})}: "
+                         f"{exc}") from None
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The averaging decay after ``updates`` updates: ``min(decay, (1 + n) / (10 + n))``, the
+    warm-up of TensorFlow's ExponentialMovingAverage with which the Inception models were
+    averaged, so that a short run is not averaged with its random initialisation."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (Polyak averaging)."""
+    from torch.optim.swa_utils import AveragedModel
 
     @torch.no_grad()
-    def step(self) -> None:
-        for group, params, grads in self._groups_with_grads():
-            lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            if wd and group["decoupled"]:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            elif wd:
-                grads = torch._foreach_add(grads, params, alpha=wd)
-            for p, g in zip(params, grads):
-                state = self.state.setdefault(p, {})
-                if not state:
-                    state.update(step=torch.zeros((), dtype=torch.float32),
-                                 exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-                state["step"] += 1
-                t = float(state["step"])
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.lerp_(g, 1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                denom = (v.sqrt() / (1 - b2 ** t) ** 0.5).add_(eps)
-                p.addcdiv_(m, denom, value=-lr / (1 - b1 ** t))
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        d = ema_decay_at(decay, int(n_averaged))
+        for a, c in zip(averaged, current):
+            if a.is_floating_point():
+                a.lerp_(c, 1.0 - d)
+            else:  # counters such as BatchNorm's num_batches_tracked follow the model
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+@torch.no_grad()
+def renorm_filters(model: nn.Module, max_rms: float) -> None:
+    """Scale every convolution filter whose RMS exceeds ``max_rms`` back to it (Zeiler &
+    Fergus 2013, Sec. 3: filters "whose RMS value exceeds a fixed radius of 1e-1")."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            rms = w.square().mean(dim=tuple(range(1, w.ndim)), keepdim=True).sqrt()
+            w.mul_(torch.where(rms > max_rms, max_rms / rms, torch.ones_like(rms)))
+
+
+_preloading: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Import what ``torch.optim``'s first step needs on a background thread (idempotent)."""
+    global _preloading
+    if _preloading is None:
+        def work() -> None:
+            try:
+                import torch._dynamo  # noqa: F401
+            except Exception:  # the first step will import it (and report) itself
+                pass
+
+        _preloading = threading.Thread(target=work, name="cnnlab-preload", daemon=True)
+        _preloading.start()

@@ -8,7 +8,8 @@ drops taken so far), so resuming from a checkpoint restores it exactly:
     cosine     (1 + cos(pi t)) / 2, t = progress after warm-up
     linear     1 - t                                       (with warm-up: one-cycle)
     plateau    gamma ** (drops), a drop after ``plateau_patience`` epochs without a better
-               test top-1 (AlexNet, VGG, ResNet on ImageNet)
+               validation top-1 (AlexNet, VGG, ResNet on ImageNet) or, with
+               ``plateau_metric="train"``, training top-1 (NiN); at most ``max_drops``
     constant   1
 
 Warm-up runs for the first ``warmup_epochs`` (may be fractional), either ramping
@@ -76,8 +77,11 @@ class LRSchedule:
         return lr
 
     def epoch_end(self, top1: float) -> None:
-        """Feed the epoch's test top-1 to the plateau rule (no-op for other schedules)."""
+        """Feed the epoch's watched top-1 (validation or training, ``plateau_metric``) to
+        the plateau rule (no-op for other schedules)."""
         if self.recipe.schedule != "plateau":
+            return
+        if self.recipe.max_drops and self.drops >= self.recipe.max_drops:
             return
         if self.best is None or top1 > self.best + 1e-4:
             self.best = top1

@@ -33,11 +33,41 @@ class Tracker:
 
 
 class JsonlTracker(Tracker):
-    """One JSON object per line in ``metrics.jsonl``, flushed after each record."""
+    """One JSON object per line in ``metrics.jsonl``, flushed after each record.
 
-    def __init__(self, out: Path) -> None:
+    Opening a file that a killed run left behind first repairs it: a last line cut off
+    mid-record is dropped, and with ``resume_epoch`` every record logged after that
+    epoch's checkpoint (epochs the resumed run will train again, a results record) is
+    dropped, so no record appears twice.
+    """
+
+    def __init__(self, out: Path, resume_epoch: int | None = None) -> None:
         self.path = Path(out) / "metrics.jsonl"
+        if self.path.exists():
+            self._repair(resume_epoch)
         self.file = open(self.path, "a", encoding="utf-8")
+
+    def _repair(self, resume_epoch: int | None) -> None:
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        kept = []
+        for line in text.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break  # cut off mid-write
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if resume_epoch is not None and isinstance(record, dict):
+                epoch = record.get("epoch")
+                if record.get("kind") == "results" or (record.get("kind") in ("epoch", "diverged")
+                                                       and isinstance(epoch, int) and epoch > resume_epoch):
+                    continue
+            kept.append(line)
+        repaired = "".join(kept)
+        if repaired != text:
+            tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(repaired, encoding="utf-8")
+            os.replace(tmp, self.path)
 
     def log(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
@@ -106,11 +136,12 @@ class WandbTracker(Tracker):
         self.run.finish()
 
 
-def make_trackers(names: list[str] | tuple[str, ...], out: Path, config: dict[str, Any], run_name: str | None = None) -> list[Tracker]:
+def make_trackers(names: list[str] | tuple[str, ...], out: Path, config: dict[str, Any], run_name: str | None = None,
+                  resume_epoch: int | None = None) -> list[Tracker]:
     unknown = [n for n in names if n not in TRACKERS]
     if unknown:
         raise ValueError(f"unknown tracker(s) {', '.join(unknown)}; choose from {', '.join(TRACKERS)}")
-    trackers: list[Tracker] = [JsonlTracker(out)]
+    trackers: list[Tracker] = [JsonlTracker(out, resume_epoch)]
     if "tensorboard" in names:
         trackers.append(TensorBoardTracker(out))
     if "wandb" in names:

@@ -169,3 +169,15 @@ def test_augment_config_rejects_bad_values():
         AugmentConfig.from_dict({"flip": True, "mixup": 0.2})
     assert not AugmentConfig().active and AugmentConfig(flip=True).active
     assert math.isclose(AugmentConfig().ratio[1], 4 / 3)
+
+
+def test_flip_probability_is_one_half_statistically():
+    # 4,000 asymmetric images: the flipped fraction is within 4 standard deviations of 0.5
+    n = 4000
+    x = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    x[:, :, :, 0] = 255  # left column bright: flipped images have it on the right
+    pipe = BatchPipeline((1, 2, 2), (1, 2, 2), (0.0,), (1.0,), AugmentConfig(flip=True), torch.device("cpu"))
+    out = pipe(x, True, torch.Generator().manual_seed(0))
+    flipped = (out[:, 0, 0, 1] > out[:, 0, 0, 0]).double().mean().item()
+    assert abs(flipped - 0.5) < 4 * (0.25 / n) ** 0.5
+    assert torch.equal(pipe(x, False), x.float() / 255)  # evaluation never flips

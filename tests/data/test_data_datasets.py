@@ -18,7 +18,7 @@ def _data_home(monkeypatch, data_dir):
 
 
 def test_the_issue_datasets_are_listed():
-    assert set(list_datasets()) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "shapes"}
+    assert set(list_datasets()) == {"digits", "mnist_5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "shapes"}
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,31 @@ def test_default_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CNNLAB_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert default_data_dir() == tmp_path / "cache" / "cnnlab"
+
+
+def test_mnist_5k_is_real_mnist_with_a_stratified_split():
+    train, test = load_dataset("mnist_5k", "train"), load_dataset("mnist_5k", "test")
+    assert (len(train), len(test)) == (4000, 1000)
+    assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype == torch.uint8
+    assert torch.bincount(test.labels).tolist() == [100] * 10  # 20% of each class's 500
+    # MNIST's digits are centred in a 20x20 box of the 28x28 field: the 4-pixel border is nearly empty
+    border = torch.cat([train.images[..., :3, :].flatten(), train.images[..., -3:, :].flatten()]).float()
+    assert border.mean() < 2.0 and train.images.float().mean() > 20
+    assert not set(map(bytes, train.images[:200].numpy())) & set(map(bytes, test.images.numpy()))
+    info = dataset_info("mnist_5k")
+    measured = train.images.double() / 255
+    assert info.mean[0] == pytest.approx(float(measured.mean()), abs=1e-3)
+    assert info.std[0] == pytest.approx(float(measured.std()), abs=1e-3)
+
+
+def test_a_tampered_cache_is_re_derived(data_dir):
+    load_dataset("digits")  # writes digits.pt
+    cache = data_dir / "digits" / "digits.pt"
+    obj = torch.load(cache, weights_only=True)
+    obj["labels"] = torch.zeros_like(obj["labels"])  # every digit a "0": would train to 100% on nonsense
+    torch.save(obj, cache)
+    train = load_dataset("digits")
+    assert torch.bincount(train.labels).min() > 100  # re-derived from scikit-learn, not the fake
+    fake = {"images": obj["images"], "labels": obj["labels"], "version": obj["version"]}  # no source or hash
+    torch.save(fake, cache)
+    assert torch.bincount(load_dataset("digits").labels).min() > 100

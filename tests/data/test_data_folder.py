@@ -108,3 +108,127 @@ def test_folder_errors(tmp_path):
 def test_bad_image_size(flat):
     with pytest.raises(DataError, match="image_size"):
         load_dataset("imagefolder", root=flat, image_size=(0, 8))
+
+
+def _digits_as_pngs(root, ds, n=40):
+    """PNG class folders holding the first ``n`` images of an in-memory dataset."""
+    for i in range(n):
+        folder = root / ds.classes[int(ds.labels[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ds.images[i, 0].numpy(), "L").save(folder / f"{i:03d}.png")
+    return root
+
+
+def test_a_folder_of_real_digits_matches_the_in_memory_path(tmp_path):
+    mnist = load_dataset("mnist_5k", "train")
+    _digits_as_pngs(tmp_path / "train", mnist)
+    _digits_as_pngs(tmp_path / "test", mnist)
+    opts = dict(root=tmp_path, image_size=32, mean=list(mnist.info.mean), std=list(mnist.info.std))
+    train = load_dataset("imagefolder", "train", **opts)
+    test = load_dataset("imagefolder", "test", **opts)
+    assert train.info.channels == 1  # grayscale PNGs stay one channel
+    # evaluation inputs
+    evaluated = next(iter(make_loader(test, batch_size=40, train=False, input_size=(1, 32, 32), num_workers=0)))[0]
+    # the training path without random-resized crop (and without augmentation)
+    loader = make_loader(train, batch_size=40, train=True, input_size=(1, 32, 32), augment=AugmentConfig(),
+                         num_workers=0)
+    order = loader.indices(0)[0]
+    trained = next(iter(loader))[0]
+    assert torch.equal(trained, evaluated[order])
+    # and both equal what the in-memory dataset of the same images gives (28 -> 32 padded)
+    sub = mnist.subset(list(range(40)))
+    names = sorted(f"{i:03d}" for i in range(40))
+    by_class = [int(p.rsplit("/", 1)[1][:3]) for p, _ in test.samples]
+    in_memory = next(iter(make_loader(sub, batch_size=40, train=False, input_size=(1, 32, 32))))[0]
+    assert names and torch.equal(evaluated, in_memory[by_class])
+
+
+def test_folder_statistics_are_its_own(tmp_path):
+    mnist = load_dataset("mnist_5k", "test")
+    _digits_as_pngs(tmp_path, mnist, n=60)
+    ds = load_dataset("imagefolder", root=tmp_path)
+    imgs = torch.stack([ds[i][0] for i in range(len(ds))]).double() / 255
+    assert ds.info.channels == 1 and len(ds.info.mean) == 1
+    assert ds.info.mean[0] == pytest.approx(float(imgs.mean()), abs=1e-3)  # all 54 sampled (< 256)
+    assert ds.info.std[0] == pytest.approx(float(imgs.std()), abs=2e-3)
+    assert ds.info.mean[0] < 0.3  # dark digits: nothing like ImageNet's 0.485
+    declared = load_dataset("imagefolder", root=tmp_path, mean=[0.5], std=[0.25])
+    assert (declared.info.mean, declared.info.std) == ((0.5,), (0.25,))
+    with pytest.raises(DataError, match="RGB"):
+        load_dataset("imagefolder", root=tmp_path, mean="imagenet")
+    with pytest.raises(DataError, match="1 value"):
+        load_dataset("imagefolder", root=tmp_path, mean=[0.5, 0.5, 0.5], std=[1, 1, 1])
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4369)  # 0 .. 65535
+    Image.fromarray(ramp).save(tmp_path / "a" / "x.png")
+    Image.fromarray(ramp).save(tmp_path / "b" / "y.png")
+    assert Image.open(tmp_path / "a" / "x.png").mode.startswith("I")
+    x = decode_image(str(tmp_path / "a" / "x.png"), (4, 4), channels=1)
+    assert x.shape == (1, 4, 4) and int(x.min()) == 0 and int(x.max()) == 255
+    assert torch.equal(x[0].flatten(), torch.tensor([round(v * 255 / 65535) for v in ramp.flatten().tolist()],
+                                                     dtype=torch.uint8))
+
+
+def test_an_official_validation_folder_is_used(tmp_path):
+    for split in ("train", "val", "test"):
+        _make_folder(tmp_path / split, per_class=2 if split != "train" else 4)
+    from cnnlab.data import has_split
+
+    assert has_split("imagefolder", "val", root=tmp_path) and not has_split("mnist_5k", "val")
+    val = load_dataset("imagefolder", "val", root=tmp_path, image_size=8)
+    test = load_dataset("imagefolder", "test", root=tmp_path, image_size=8)
+    assert all("/val/" in p for p, _ in val.samples) and all("/test/" in p for p, _ in test.samples)
+    with pytest.raises(DataError, match="no validation split"):
+        load_dataset("mnist_5k", "val")
+
+
+def test_a_link_loop_does_not_multiply_samples(tmp_path):
+    root = _make_folder(tmp_path / "photos", per_class=10)
+    (root / "red" / "again").symlink_to(root / "red", target_is_directory=True)  # a loop
+    (root / "blue" / "greens").symlink_to(root / "green", target_is_directory=True)  # another class's folder
+    train = load_dataset("imagefolder", root=root, image_size=8)
+    test = load_dataset("imagefolder", "test", root=root, image_size=8)
+    real = [__import__("os").path.realpath(p) for p, _ in train.samples + test.samples]
+    assert len(real) == len(set(real)) == 30  # every file once, in one class, in one split
+    assert not [p for p, _ in train.samples + test.samples if "again" in p or "greens" in p]
+
+
+def test_huge_and_undecodable_images_fail_in_one_line(tmp_path, monkeypatch):
+    import cnnlab.data.folder as folder
+
+    root = _make_folder(tmp_path / "photos", per_class=3)
+    monkeypatch.setattr(folder, "MAX_PIXELS", 100)  # 20x30 images are "huge" now
+    with pytest.raises(DataError, match=r"has 30x20 pixels, more than cnnlab decodes \(100\)"):
+        decode_image(str(root / "red" / "0.png"), (8, 8))
+    monkeypatch.undo()
+    (root / "red" / "broken.png").write_bytes(b"not a png")
+    ds = load_dataset("imagefolder", root=root, image_size=8)
+    with pytest.raises(DataError) as info:
+        list(make_loader(ds, batch_size=4, train=False, num_workers=1))  # the error comes from a worker
+    message = str(info.value)
+    assert "cannot decode image" in message and "broken.png" in message and "Traceback" not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = np.zeros((4, 8, 3), np.uint8)
+    img[:, :4] = 255  # left half white
+    im = Image.fromarray(img)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    im.save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    x = decode_image(str(tmp_path / "rotated.jpg"), (8, 4))  # displayed: 8 tall, 4 wide
+    assert x.shape == (3, 8, 4)
+    assert x[:, :4].float().mean() > 200 and x[:, 4:].float().mean() < 50  # white on top after rotation
+
+
+def test_augmentation_larger_than_the_image_is_refused():
+    from cnnlab.data.augment import BatchPipeline
+
+    for aug in (AugmentConfig(crop_padding=8), AugmentConfig(cutout=9)):
+        with pytest.raises(DataError, match="8-pixel input"):
+            BatchPipeline((1, 8, 8), (1, 8, 8), (0.5,), (0.5,), aug, torch.device("cpu"))

@@ -96,3 +96,48 @@ def test_predict_agrees_with_the_evaluation_pipeline(run, tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     assert main(["predict", str(run / "last.pt"), str(tmp_path / "bad.png")]) == 2
     assert "not an image Pillow can read" in capsys.readouterr().err
+
+
+def test_a_folder_trained_run_evaluates_and_predicts_as_it_trained(tmp_path, capsys):
+    """Train LeNet-5 on PNG class folders of real digits; `eval` reproduces the run's test
+    accuracy and `predict` its per-image scores, with the folder's own grayscale statistics."""
+    from PIL import Image
+
+    mnist = cdata.load_dataset("mnist_5k", "test")
+    rows = {"train": [i for i in range(1000) if i % 10 < 3], "test": [i for i in range(1000) if i % 10 == 3]}
+    for split, rows in rows.items():
+        for i in rows:
+            folder = tmp_path / "digits" / split / str(int(mnist.labels[i]))
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mnist.images[i, 0].numpy(), "L").save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "lenet5", "--dataset", "imagefolder", "--data-root", str(tmp_path / "digits"),
+                 "--epochs", "2", "--num-workers", "0", "--progress", "none", "--out", str(out), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["dataset_channels"] == 1 and len(config["model"]["mean"]) == 1
+    assert config["model"]["mean"][0] < 0.3  # measured on the dark digit images, not ImageNet's 0.485
+    assert main(["eval", str(out / "last.pt"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["samples"] == results["test"]["samples"] == 100
+    assert r["top1"] == results["test"]["top1"] and r["loss"] == pytest.approx(results["test"]["loss"], rel=1e-5)
+    # predict on the test PNGs gives the evaluation's own argmax, image by image
+    test_set = cdata.load_dataset("imagefolder", "test", root=str(tmp_path / "digits"), mean=config["model"]["mean"],
+                                  std=config["model"]["std"])
+    paths = [p for p, _ in test_set.samples[:5]]
+    assert main(["predict", str(out / "last.pt"), *paths, "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    model = model_from_checkpoint(load_checkpoint(out / "last.pt"))
+    loader = cdata.make_loader(test_set.subset(list(range(5))), batch_size=5, train=False, input_size=(1, 32, 32),
+                               num_workers=0)
+    with torch.no_grad():
+        expected = model(next(iter(loader))[0]).softmax(1)
+    assert [p["top"][0]["index"] for p in preds] == expected.argmax(1).tolist()
+    assert [p["top"][0]["probability"] for p in preds] == pytest.approx(expected.max(1).values.tolist(), abs=1e-5)
+
+
+def test_eval_refuses_another_datasets_labels(run, capsys):
+    # the run trained on digits ("0".."9"); shapes also has 10 classes, with other names
+    assert main(["eval", str(run / "last.pt"), "--dataset", "shapes", "--test-samples", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "classes are not shapes's" in err and len(err.strip().splitlines()) == 1

@@ -22,8 +22,13 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["world_size"] == 2
-    # Each rank trained on its half: 128 images = 4 steps of 32 per rank, 256 images in all.
-    assert results["steps"] == 4 and results["train_images"] == 256
+    # 10% of the 256 images are held out for validation (evaluated over both ranks, each image
+    # once); each rank trains on its half of the rest in whole batches of 32.
+    val = results["val"]["samples"]
+    assert 20 <= val <= 30
+    per_rank = (256 - val) // 2
+    assert results["steps"] == per_rank // 32 and results["train_images"] == 2 * 32 * (per_rank // 32)
+    assert results["test"]["samples"] == 128
     assert 0 <= results["test"]["top1"] <= 1
     # Rank 0 alone logs and checkpoints: one epoch record, one summary line on stdout.
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -120,3 +120,129 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     run = tmp_path / "run"
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
     assert sorted(p.name for p in run.iterdir() if p.suffix == ".pt" or ".tmp" in p.name) == ["best.pt", "last.pt"]
+
+
+def test_a_flipped_byte_in_the_weights_is_refused(tmp_path):
+    results = _fit(TinyNet(), tmp_path, epochs=1)
+    path = tmp_path / "run" / "last.pt"
+    data = bytearray(path.read_bytes())
+    with __import__("zipfile").ZipFile(path) as z:  # a byte in the middle of a tensor's storage
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.file_size // 2] ^= 0x40
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="fails its CRC-32 check"):
+        load_checkpoint(tmp_path / "flipped.pt")
+    assert results["steps"] > 0
+    state = load_checkpoint(path)
+    del state["meta"]["num_classes"]
+    save_checkpoint({k: v for k, v in state.items() if k != "format"}, tmp_path / "no_classes.pt")
+    with pytest.raises(CheckpointError, match="lacks num_classes"):
+        load_checkpoint(tmp_path / "no_classes.pt")
+
+
+def test_two_runs_cannot_share_a_folder(tmp_path):
+    from cnnlab.train.loop import RunLock
+
+    out = tmp_path / "run"
+    with RunLock(out):
+        with pytest.raises(ValueError, match=r"another cnnlab run \(pid \d+\) is using"):
+            _fit(TinyNet(), tmp_path)
+    assert not (out / "last.pt").exists()  # the refused run wrote nothing
+    (out / ".last.pt.tmp-999999").write_bytes(b"half a checkpoint")  # left by a kill mid-write
+    _fit(TinyNet(), tmp_path)
+    assert not list(out.glob(".*.tmp-*"))
+
+
+def test_resuming_a_finished_run_keeps_its_results(tmp_path, capsys):
+    first = _fit(TinyNet(), tmp_path, epochs=2)
+    again = _fit(TinyNet(), tmp_path, epochs=2, resume=True)
+    assert again == json.loads(json.dumps(first))  # timings and all: nothing rewritten
+    with pytest.raises(ValueError, match="already trained 2 epochs"):
+        _fit(TinyNet(), tmp_path, epochs=1, resume=True)
+
+
+def test_metrics_survive_a_kill_mid_line_without_duplicates(tmp_path):
+    _fit(TinyNet(), tmp_path, epochs=2)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    # a kill after epoch 2's record but before its checkpoint, while a third record was half written
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    state["epoch"] = 1  # pretend the last checkpoint is epoch 1's: epoch 2 will be trained again
+    save_checkpoint({k: v for k, v in state.items() if k != "format"}, tmp_path / "run" / "last.pt")
+    metrics.write_text("".join(lines) + '{"kind": "epoch", "epo')
+    _fit(TinyNet(), tmp_path, epochs=3, resume=True)
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]  # every line parses
+    assert [r["epoch"] for r in rows if r.get("kind") == "epoch"] == [1, 2, 3]
+    assert sum(r.get("kind") == "results" for r in rows) == 1
+
+
+class InterruptAt(TinyNet):
+    def __init__(self, calls):
+        super().__init__()
+        self.calls, self.seen = calls, 0
+
+    def forward(self, x):
+        if self.training:
+            self.seen += 1
+            if self.seen == self.calls:
+                raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, capsys):
+    steps = 7  # 231 training images / 32 per batch: epoch 2 starts at the 8th step
+    with pytest.raises(KeyboardInterrupt):
+        _fit(InterruptAt(steps + 3), tmp_path, epochs=3, progress="lines")
+    err = capsys.readouterr().err
+    assert "interrupted during epoch 2 of 3" in err and "last.pt holds epoch 1" in err
+    assert f"--resume --out {tmp_path / 'run'}" in err
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"batch_size": True}, "batch_size must be"),
+    ({"warmup_epochs": float("inf")}, "warmup_epochs must be a finite number"),
+    ({"weight_decay": float("inf")}, "weight_decay must be a finite number"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+    ({"threads": 100000}, "threads must be at most"),
+    ({"threads": 0}, "threads must be a positive integer"),
+    ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+    ({"optimizer_options": "[1, 2]"}, "optimizer_options must be a dict"),
+])
+def test_bad_numbers_are_named(tmp_path, option, message):
+    with pytest.raises(ValueError, match=message):
+        _fit(TinyNet(), tmp_path, **option)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_cli_bad_numbers_are_one_line(tmp_path, capsys):
+    for flag in (["--warmup-epochs", "inf"], ["--weight-decay", "inf"], ["--threads", "100000"],
+                 ["--val-fraction", "2"], ["--optimizer", "nosuch"]):
+        assert main(["train", "lenet5", "--out", str(tmp_path / "r"), *flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "error" in err, (flag, err)
+
+
+def test_a_single_class_cannot_be_trained(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    for i in range(12):
+        (tmp_path / "pics" / "cat").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i * 10, np.uint8)).save(tmp_path / "pics" / "cat" / f"{i}.png")
+    with pytest.raises(ValueError, match="single class"):
+        _fit(TinyNet(in_chans=3), tmp_path, dataset="imagefolder", data_root=str(tmp_path / "pics"), test_samples=None,
+             train_samples=None, num_workers=0)
+
+
+def test_a_full_disk_is_named_when_torch_reports_it_as_a_runtime_error(tmp_path, monkeypatch):
+    def failing_save(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 123 vs 456")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    monkeypatch.setattr(ckpt_mod.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    with pytest.raises(OSError, match="the disk is full"):
+        save_checkpoint({"model": {}, "meta": {}}, tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())  # no temporary file left

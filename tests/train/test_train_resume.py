@@ -67,7 +67,7 @@ def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
 
     def epochs(d):
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-        return {r["epoch"]: r["test_loss"] for r in rows if r.get("kind") == "epoch"}
+        return {r["epoch"]: r["val_loss"] for r in rows if r.get("kind") == "epoch"}
 
     assert epochs(whole) == epochs(killed)
 
@@ -86,3 +86,25 @@ def test_resume_keeps_the_runs_settings_and_may_extend_it(tmp_path):
     results = _fit(tmp_path, resume=True, epochs=2)
     assert results["resumed_from_epoch"] == 1 and results["epochs"] == 2
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+
+
+def test_in_process_resume_is_bit_equal(tmp_path):
+    """2 epochs straight == 1 epoch, then --resume with epochs=2 (weights, optimizer, EMA).
+    A constant learning rate, so that the first part's schedule does not depend on its length."""
+    common = dict(recipe="fast", batch_size=16, progress="none", ema_decay=0.9, schedule="constant",
+                  warmup_epochs=0, **SMALL)
+    torch.manual_seed(0)
+    fit(TinyNet(), DATASET, epochs=2, out=str(tmp_path / "straight"), **common)
+    torch.manual_seed(0)
+    fit(TinyNet(), DATASET, epochs=1, out=str(tmp_path / "split"), **common)
+    fit(TinyNet(), DATASET, epochs=2, out=str(tmp_path / "split"), resume=True, **common)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert a["step"] == b["step"] and a["epoch"] == b["epoch"] == 2
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    ra = json.loads((tmp_path / "straight" / "results.json").read_text())
+    rb = json.loads((tmp_path / "split" / "results.json").read_text())
+    assert ra["test"] == rb["test"] and ra["val"] == rb["val"] and ra["threads"] == rb["threads"]

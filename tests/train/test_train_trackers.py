@@ -23,9 +23,9 @@ def test_tensorboard_gets_the_same_scalars_as_jsonl(tmp_path):
     run = tmp_path / "run"
     acc = event_accumulator.EventAccumulator(str(run / "tb"))
     acc.Reload()
-    events = acc.Scalars("epoch/test_top1")
+    events = acc.Scalars("epoch/val_top1")
     assert [e.step for e in events] == [1, 2]
-    assert [e.value for e in events] == pytest.approx([r["test_top1"] for r in _epochs(run)])
+    assert [e.value for e in events] == pytest.approx([r["val_top1"] for r in _epochs(run)])
 
 
 def test_wandb_runs_offline_without_credentials(tmp_path, monkeypatch):
