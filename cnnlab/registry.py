@@ -241,14 +241,14 @@ def _check_common_kwargs(name: str, kwargs: dict[str, Any]) -> None:
         value = kwargs.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0.0 <= value < 1.0):
-            raise ValueError(f"{name}: {key} must be a number in [0, 1), got {value!r}")
+            raise UserError(f"{name}: {key} must be a number in [0, 1), got {value!r}")
     for key in ("num_classes", "in_chans"):
         if key in kwargs:
             value = kwargs[key]
             lowest = 0 if key == "num_classes" else 1  # num_classes=0: no classifier (timm)
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
                 what = "a non-negative integer (0: pooled features)" if lowest == 0 else "a positive integer"
-                raise ValueError(f"{name}: {key} must be {what}, got {value!r}")
+                raise UserError(f"{name}: {key} must be {what}, got {value!r}")
 
 
 # Arguments the registry itself takes for every model (timm's names).
@@ -294,8 +294,7 @@ def _call_builder(name: str, builder: Callable[..., Any], kwargs: dict[str, Any]
         fixed = re.search(r"got multiple values for (?:keyword )?argument '(\w+)'", str(exc))
         if fixed and fixed.group(1) in kwargs:
             raise UserError(f"{name}: {fixed.group(1)!r} is fixed by this model and cannot be passed; "
-                            f"build its class ({type(exc).__name__} from {builder.__qualname__}) "
-                            "directly to change it") from exc
+                            "build the model's class directly to choose it") from exc
         raise
 
 

@@ -11,6 +11,7 @@ dropout (if any) -> classifier. A model whose head looks different overrides the
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import NamedTuple, Sequence
 
@@ -54,7 +55,7 @@ def check_num_classes(num_classes: int, allow_zero: bool = False) -> int:
     lowest = 0 if allow_zero else 1
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < lowest:
         what = "a non-negative integer (0: no classifier, pooled features)" if allow_zero else "a positive integer"
-        raise ValueError(f"num_classes must be {what}, got {num_classes!r}")
+        raise UserError(f"num_classes must be {what}, got {num_classes!r}")
     return num_classes
 
 
@@ -138,7 +139,7 @@ class CnnModel(nn.Module):
         if num_classes == 0 and not isinstance(old, nn.Identity):
             # kept outside the module tree (no parameters, no state_dict keys) as the
             # template of the classifier a later reset_classifier(n) builds
-            self.__dict__["_removed_classifier"] = old.to("meta")
+            self.__dict__["_removed_classifier"] = copy.deepcopy(old).to("meta")
         self.set_submodule(self.classifier_name, new)
         self.num_classes = num_classes
 
@@ -203,7 +204,8 @@ class CnnModel(nn.Module):
         ``indices``: ``None`` for all stages, an int ``n`` for the last ``n``, or a
         sequence of stage indices (negative ones count from the end). Returns
         ``(final_features, [maps])``, or the list alone with ``intermediates_only``
-        (which, like ``stop_early``, stops the forward pass after the last map asked for).
+        (which, like ``stop_early``, stops the forward pass after the last map asked
+        for; with ``stop_early`` the first element is then that last map).
         """
         self.check_input(x)
         info = self.feature_info
@@ -230,6 +232,8 @@ class CnnModel(nn.Module):
             for h in handles:
                 h.remove()
         out = [maps[i] for i in take]
+        if final is None and take and not intermediates_only:
+            final = maps[last]  # stopped early
         return out if intermediates_only else (final, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,15 +267,16 @@ def _select_indices(indices, n: int) -> list[int]:
     if indices is None:
         return list(range(n))
     if isinstance(indices, bool):
-        raise TypeError(f"indices must be None, an int or a sequence of ints, got {indices!r}")
+        raise UserError(f"indices must be None, an int or a sequence of ints, got {indices!r}")
     if isinstance(indices, int):
         if not 0 <= indices <= n:
-            raise ValueError(f"indices={indices}: the model has {n} feature stages")
+            raise UserError(f"indices={indices}: the model has {n} feature stages")
         return list(range(n - indices, n))
     out = []
     for i in indices:
         if isinstance(i, bool) or not isinstance(i, int) or not -n <= i < n:
-            raise ValueError(f"feature stage index {i!r} out of range for {n} stages (0..{n - 1})")
+            raise UserError(f"feature stage index {i!r} (indices / out_indices) out of range for "
+                            f"{n} stages (0..{n - 1})")
         out.append(i % n)
     return sorted(set(out))
 

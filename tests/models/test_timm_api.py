@@ -168,8 +168,20 @@ def test_stop_early_skips_the_rest_of_the_network():
     model.layer4.register_forward_hook(lambda *a: calls.append("layer4"))
     model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=[0, 1], intermediates_only=True)
     assert calls == []
+    final, maps = model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=[0, 1], stop_early=True)
+    assert calls == [] and final is maps[-1]
     model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=[0, 1])
     assert calls == ["layer4"]
+
+
+def test_reset_classifier_zero_leaves_the_old_layer_alone():
+    model = cnnlab.create_model("resnet20")
+    head = model.get_classifier()
+    model.reset_classifier(0)
+    assert head.weight.device.type == "cpu" and head.weight.abs().sum() > 0
+    model.reset_classifier(4)
+    assert model.fc is not head and model.fc.weight.device.type == "cpu"
+    assert model.fc.weight.shape == (4, 64) and torch.isfinite(model.fc.weight).all()
 
 
 @pytest.mark.parametrize("bad", [[5], [-6], 6, [0.5], True])
