@@ -122,3 +122,10 @@ def test_debug_shows_the_traceback(failing_models, monkeypatch):
     monkeypatch.setenv("CNNLAB_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["models"])
+
+
+def test_every_part_is_in_the_lazy_table():
+    # A part missing from cli._COMMANDS still works, but `cnnlab --help` then imports it
+    # (and whatever it imports, torch included): list its commands there.
+    missing = [part for part in cli._PARTS if part not in cli._COMMANDS]
+    assert not missing, f"add these parts' subcommands and help lines to cnnlab.cli._COMMANDS: {missing}"

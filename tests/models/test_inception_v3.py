@@ -140,7 +140,7 @@ def test_bad_inputs(x, error, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(transform_input=True, in_chans=1), "transform_input"),
     (dict(drop_rate=1.0), "drop_rate"),
-    (dict(num_classes=0), "num_classes"),
+    (dict(num_classes=-1), "num_classes"),  # 0 is allowed: pooled features (timm)
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
