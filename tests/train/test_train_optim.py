@@ -201,3 +201,18 @@ def test_thread_choice_follows_the_work():
     assert big == cores
     shared, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu, local_world_size=cores)
     assert shared == 1
+
+
+@pytest.mark.parametrize("recipe", ["inception_v3", "nasnet_imagenet", "senet", "nin", "zfnet"])
+def test_the_papers_recipes_train_end_to_end(tmp_path, recipe):
+    torch.manual_seed(0)
+    model = AuxNet()
+    before = [p.detach().clone() for p in model.parameters()]
+    results = fit(model, DATASET, recipe=recipe, epochs=2, batch_size=32, train_samples=100, test_samples=32,
+                  random_resized_crop=False, progress="none", out=str(tmp_path / "run"))
+    val = results["val"]["samples"]  # 10% of each class, rounded per class
+    assert 7 <= val <= 13 and results["steps"] == 2 * ((100 - val) // 32)
+    assert all(p.isfinite().all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"]["name"] == recipe
