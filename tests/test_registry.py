@@ -112,7 +112,7 @@ def test_other_class_and_channel_counts(name):
     assert out.shape == (1, 5)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+@pytest.mark.parametrize("bad", [-1, -3, 2.5, True])  # 0 is allowed: pooled features (timm)
 def test_bad_num_classes(bad):
     with pytest.raises(ValueError, match="num_classes"):
         cnnlab.create_model(ALL[0], num_classes=bad)
