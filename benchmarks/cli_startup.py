@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def _run(root: Path, args: list[str]) -> tuple[float, bool]:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cnnlab", *args], cwd=root, env=env,
                           capture_output=True, text=True)
     took = time.perf_counter() - start
-    torch = any(line.rstrip().endswith("| torch") for line in proc.stderr.splitlines())
+    torch = any(re.search(r"\|\s+torch$", line.rstrip()) for line in proc.stderr.splitlines())
     return took, torch
 
 
