@@ -4,7 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench clean static
+
+# Browser libraries of `cnnlab serve` (onnxruntime-web, uPlot): from npm with the lockfile,
+# copied into the Python package so the app works with no internet and no CDN.
+VENDOR := cnnlab/web/static/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
+ORT := frontend/node_modules/onnxruntime-web
+$(VENDOR_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p $(VENDOR)
+	cp $(ORT)/dist/ort.wasm.min.js $(ORT)/dist/ort-wasm-simd-threaded.mjs $(ORT)/dist/ort-wasm-simd-threaded.wasm $(VENDOR)/
+	cp $(ORT)/package.json $(VENDOR)/onnxruntime-web.package.json  # MIT; the package ships no LICENSE file
+	cp frontend/node_modules/uplot/dist/uPlot.iife.min.js frontend/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	cp frontend/node_modules/uplot/LICENSE $(VENDOR)/LICENSE.uplot
+	touch $(VENDOR_STAMP)
+
+static: $(VENDOR_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +33,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/cnnlab train lenet5
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR_STAMP)
 	$(PY) -m pytest -q --durations=20
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(VENDOR_STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache frontend/node_modules $(VENDOR)

@@ -28,7 +28,8 @@ from cnnlab import __version__
 from cnnlab.errors import UserError
 
 # Parts that contribute subcommands, in the order they appear in --help.
-_PARTS = ("cnnlab.anatomy.cli", "cnnlab.data.cli", "cnnlab.train.cli")
+_PARTS = ("cnnlab.anatomy.cli", "cnnlab.data.cli", "cnnlab.train.cli", "cnnlab.experiments.cli", "cnnlab.search.cli",
+          "cnnlab.export.cli", "cnnlab.web.cli")
 
 # The subcommands each part registers, with their --help line, so that the top-level
 # parser can list them without importing the parts (which may import torch).

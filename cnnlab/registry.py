@@ -378,14 +378,25 @@ def _unknown(name: str) -> UnknownModelError:
     )
 
 
+def _architecture_file(name: Any) -> bool:
+    # A searched architecture saved by `cnnlab search export` (a .json path) works wherever a name does.
+    from cnnlab.search.export import is_architecture_file
+
+    return is_architecture_file(name)
+
+
 def is_model(name: str) -> bool:
     _ensure_loaded()
-    return name in _BUILDERS
+    return name in _BUILDERS or _architecture_file(name)
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
     """Build the registered model ``name``; keyword arguments go to its builder."""
     _ensure_loaded()
+    if name not in _BUILDERS and _architecture_file(name):
+        from cnnlab.search.export import build_architecture
+
+        return build_architecture(name, **kwargs)
     if name not in _BUILDERS:
         raise _unknown(name)
     builder = _BUILDERS[name]
@@ -408,6 +419,10 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registered model."""
     _ensure_loaded()
+    if name not in _INFOS and _architecture_file(name):
+        from cnnlab.search.export import architecture_info
+
+        return architecture_info(name)
     if name not in _INFOS:
         raise _unknown(name)
     return _INFOS[name]

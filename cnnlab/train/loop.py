@@ -123,13 +123,18 @@ def _subset(ds, n: int | None, seed: int):
     return ds.subset(idx.tolist())
 
 
+def _run_label(model: str) -> str:
+    """A model's name as a folder name: an architecture file's stem, not its path."""
+    return Path(model).stem if model.endswith(".json") else model
+
+
 def _default_out(model: str, dataset: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{model}-{dataset}-{stamp}"
+    return Path("runs") / f"{_run_label(model)}-{dataset}-{stamp}"
 
 
 def _latest_run(model: str, dataset: str) -> Path:
-    runs = sorted(glob.glob(os.path.join("runs", f"{model}-{dataset}-*")))
+    runs = sorted(glob.glob(os.path.join("runs", f"{glob.escape(_run_label(model))}-{dataset}-*")))
     if not runs:
         raise FileNotFoundError(f"--resume: no run of {model} on {dataset} under runs/; give the run folder with --out")
     return Path(runs[-1])
