@@ -50,6 +50,12 @@ _COMMANDS: dict[str, dict[str, str]] = {
         "eval": "evaluate a checkpoint on a test set",
         "predict": "classify image files with a checkpoint",
     },
+    "cnnlab.experiments.cli": {"experiment": "the lecture's claims as experiments with verdicts"},
+    "cnnlab.search.cli": {"search": "architecture search: REINFORCE controller, random, evolution"},
+    "cnnlab.export.cli": {"export": "export a model or checkpoint to ONNX, checked against PyTorch"},
+    "cnnlab.web.cli": {
+        "serve": "web app: the zoo, any model's anatomy, runs (live), an in-browser playground, comparisons",
+    },
 }
 
 
