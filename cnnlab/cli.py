@@ -29,7 +29,7 @@ from cnnlab.errors import UserError
 
 # Parts that contribute subcommands, in the order they appear in --help.
 _PARTS = ("cnnlab.anatomy.cli", "cnnlab.data.cli", "cnnlab.train.cli", "cnnlab.experiments.cli", "cnnlab.search.cli",
-          "cnnlab.export.cli", "cnnlab.web.cli")
+          "cnnlab.export.cli", "cnnlab.web.cli", "cnnlab.weights.cli")
 
 # The subcommands each part registers, with their --help line, so that the top-level
 # parser can list them without importing the parts (which may import torch).
@@ -47,8 +47,8 @@ _COMMANDS: dict[str, dict[str, str]] = {
     "cnnlab.train.cli": {
         "train": "train a model with its paper's recipe",
         "recipes": "list the training recipes from the papers",
-        "eval": "evaluate a checkpoint on a test set",
-        "predict": "classify image files with a checkpoint",
+        "eval": "evaluate a checkpoint (or a model's published weights) on a test set",
+        "predict": "classify image files with a checkpoint (or a model's published weights)",
     },
     "cnnlab.experiments.cli": {"experiment": "the lecture's claims as experiments with verdicts"},
     "cnnlab.search.cli": {"search": "architecture search: REINFORCE controller, random, evolution"},
@@ -56,6 +56,7 @@ _COMMANDS: dict[str, dict[str, str]] = {
     "cnnlab.web.cli": {
         "serve": "web app: the zoo, any model's anatomy, runs (live), an in-browser playground, comparisons",
     },
+    "cnnlab.weights.cli": {"weights": "list the published pretrained weights (size, accuracy, cached?)"},
 }
 
 

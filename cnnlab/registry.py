@@ -390,8 +390,13 @@ def is_model(name: str) -> bool:
     return name in _BUILDERS or _architecture_file(name)
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
-    """Build the registered model ``name``; keyword arguments go to its builder."""
+def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> Any:
+    """Build the registered model ``name``; keyword arguments go to its builder.
+
+    ``pretrained=True`` (or a tag such as ``"IMAGENET1K_V1"``) loads the published
+    weights (``cnnlab weights`` lists them; see :mod:`cnnlab.weights`); with another
+    ``num_classes`` the classifier is replaced by a new one.
+    """
     _ensure_loaded()
     if name not in _BUILDERS and _architecture_file(name):
         from cnnlab.search.export import build_architecture
@@ -404,6 +409,19 @@ def create_model(name: str, **kwargs: Any) -> Any:
     unknown = [k for k in kwargs if accepted is not None and k not in accepted]
     if unknown:
         raise UnknownArgumentError(name, unknown, accepted)
+    if pretrained is not False and pretrained is not None:
+        from cnnlab.weights.load import build_pretrained
+
+        features_only = kwargs.pop("features_only", False)
+        out_indices = kwargs.pop("out_indices", None)
+        model = build_pretrained(name, pretrained, builder, kwargs)
+        if features_only:
+            from cnnlab.models.base import FeatureNet
+
+            return FeatureNet(model, out_indices)
+        if out_indices is not None:
+            raise UserError(f"{name}: out_indices only applies with features_only=True")
+        return model
     return builder(**kwargs)
 
 

@@ -25,6 +25,12 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if dtype is None:
         raise ValueError(f"unknown --dtype {args.dtype!r}; choose from: {', '.join(sorted(set(_DTYPES)))}")
     count = [k.strip() for k in args.count.split(",") if k.strip()]
+    weights = None
+    if args.pretrained:  # analyze at the size the published weights were evaluated at
+        from cnnlab.weights import get_weights
+
+        weights = get_weights(args.model, args.pretrained)
+        args.input_size = args.input_size or str(weights.preprocessing.crop)
     a = analyze(args.model, args.input_size, batch_size=args.batch_size, dtype=getattr(torch, dtype),
                 count=count, mode=args.mode, optimizer=args.optimizer, measure=args.measure)
     if args.json:
@@ -34,6 +40,10 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     elif args.markdown:
         sys.stdout.write(a.to_markdown(args.depth, flops=args.flops))
     else:
+        if weights is not None:
+            size = f"{weights.size_mb:.0f} MB" if weights.size_mb else "size unpublished"
+            print(f"weights {weights.name} ({weights.publisher} {weights.publisher_name}, {size}): published top-1 "
+                  f"{weights.accuracy_text()} on ImageNet-1k; preprocessing {weights.preprocessing.describe()}\n")
         print(a.table(args.depth, flops=args.flops))
     return 0
 
@@ -72,6 +82,8 @@ def register(subparsers) -> None:
     p.add_argument("--measure", action="store_true",
                    help="also build the model with real weights and measure the peak memory of a real pass")
     p.add_argument("--flops", action="store_true", help="show FLOPs (2 per MAC) instead of MACs")
+    p.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="TAG",
+                   help="describe the published weights (`cnnlab weights`) and analyze at their input size")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the full analysis as JSON")
     fmt.add_argument("--csv", action="store_true", help="print the rows as CSV")

@@ -37,9 +37,11 @@ class RemoteFile:
     md5: str | None = None
     sha256: str | None = None
     size: int | None = None  # bytes, when known
+    # the leading hex digits of the SHA-256, as torch.hub file names carry them ("resnet18-f37072fd.pth")
+    sha256_prefix: str | None = None
 
     def __post_init__(self) -> None:
-        if not (self.md5 or self.sha256):
+        if not (self.md5 or self.sha256 or self.sha256_prefix):
             raise ValueError(f"{self.name}: a remote file needs at least one checksum")
 
 
@@ -58,6 +60,10 @@ def verify_file(path: str | os.PathLike, spec: RemoteFile) -> str | None:
             got = file_digest(path, algorithm)
             if got.lower() != expected.lower():
                 return f"{algorithm} is {got}, expected {expected}"
+    if spec.sha256_prefix and not spec.sha256:
+        got = file_digest(path, "sha256")
+        if not got.startswith(spec.sha256_prefix.lower()):
+            return f"sha256 is {got}, expected it to start with {spec.sha256_prefix}"
     return None
 
 
@@ -106,6 +112,8 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: Callable[[
                     progress(done, total)
             out.flush()
             os.fsync(out.fileno())
+    if length is not None and done < total:  # the server closed the connection early: keep the bytes, resume later
+        raise ConnectionError(f"the connection closed after {done:,} of {total:,} bytes")
 
 
 def _bar(name: str) -> Callable[[int, int | None], None] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = ["register"]
 
 # Flags written by hand in _add_train (with short help); the rest are generated from Recipe.
 _HAND_WRITTEN = {"epochs", "batch_size", "lr", "optimizer", "optimizer_options", "val_fraction"}
+_TAG = re.compile(r"[A-Za-z0-9_]+")
 _CHOICES = {"schedule": SCHEDULES, "warmup": WARMUPS, "padding_mode": ("constant", "reflect"),
             "plateau_metric": ("val", "train")}
 
@@ -54,6 +56,24 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
         elif isinstance(default, int):
             kw.update(type=int)
         group.add_argument(flag, **kw)
+
+
+def _add_pretrained(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="TAG",
+                   help=f"{what} the model's published weights (`cnnlab weights`): its DEFAULT, or --pretrained=TAG")
+    # `predict resnet50 --pretrained photo.jpg`: argparse would read the image as the tag. A value that
+    # cannot be a tag (tags are letters, digits and _) stays a positional argument instead.
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        if args is not None:
+            args = list(args)
+            for i in range(len(args) - 1):
+                if args[i] == "--pretrained" and not args[i + 1].startswith("-") and not _TAG.fullmatch(args[i + 1]):
+                    args[i] = "--pretrained=DEFAULT"
+        return parse(args, namespace)
+
+    p.parse_known_args = parse_known_args
 
 
 def _add_train(sub) -> None:
@@ -102,6 +122,9 @@ def _add_train(sub) -> None:
     d.add_argument("--test-samples", type=int, help="use a seeded random subset of this many test images")
     d.add_argument("--num-workers", type=int, help="decoding processes for image folders")
     p.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
+    _add_pretrained(p, "start from")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="with --pretrained: train only the classifier (a new one when the class count differs)")
     _add_recipe_flags(p)
     p.set_defaults(func=_cmd_train)
 
@@ -121,6 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=args.progress, threads=args.threads, split_seed=args.split_seed, data_dir=args.data_dir, data_root=args.data_root,
         data_options=dict(args.data_option), download=not args.no_download, image_size=args.image_size,
         train_samples=args.train_samples, test_samples=args.test_samples, num_workers=args.num_workers,
+        pretrained=args.pretrained, freeze_backbone=args.freeze_backbone,
     )
     results = train(cfg)
     if not _is_main_process():
@@ -187,8 +211,9 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
-    p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt)")
+    p = sub.add_parser("eval", help="evaluate a checkpoint (or a model's published weights) on a test set")
+    p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt); with --pretrained a model name")
+    _add_pretrained(p, "evaluate, on an ImageNet-style --data-root with their own preprocessing,")
     p.add_argument("--dataset", help="default: the dataset it was trained on")
     p.add_argument("--data-dir")
     p.add_argument("--data-root", help="imagefolder: the folder of class subfolders")
@@ -203,6 +228,8 @@ def _add_eval(sub) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.train.inference import evaluate_checkpoint
 
+    if args.pretrained:
+        return _eval_pretrained(args)
     r = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device, batch_size=args.batch_size,
                             precision=args.precision, data_dir=args.data_dir, data_root=args.data_root,
                             test_samples=args.test_samples)
@@ -215,10 +242,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_pretrained(args: argparse.Namespace) -> int:
+    from cnnlab.train.inference import evaluate_pretrained
+
+    if args.dataset not in (None, "imagefolder"):
+        raise ValueError("--pretrained evaluates ImageNet weights: give ImageNet-style images with --data-root "
+                         f"(class folders such as n01440764/), not --dataset {args.dataset}")
+    if not args.data_root:
+        raise ValueError("--pretrained needs --data-root: an ImageNet-style folder (e.g. ILSVRC2012 val sorted "
+                         "into one folder per class, named by WordNet id such as n01440764)")
+    r = evaluate_pretrained(args.checkpoint, args.pretrained, data_root=args.data_root, device=args.device,
+                            batch_size=args.batch_size, precision=args.precision, test_samples=args.test_samples)
+    if args.json:
+        json.dump(r, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    pub = r["published"]
+    print(f"{r['weights']} on {r['data_root']} ({r['samples']} images): top-1 {100 * r['top1']:.2f}%  "
+          f"top-5 {100 * r['top5']:.2f}%  loss {r['loss']:.4f}")
+    print(f"published (ImageNet-1k val, 50,000 images): top-1 {pub['top1']:.2f}%  top-5 {pub['top5']:.2f}%  "
+          f"[{pub['source']}]")
+    print(f"preprocessing: {r['preprocessing']}")
+    return 0
+
+
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify image files with a checkpoint")
-    p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt)")
+    p = sub.add_parser("predict", help="classify image files with a checkpoint (or a model's published weights)")
+    p.add_argument("checkpoint", help="a .pt file (or a run directory: its best.pt); with --pretrained a model name")
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_pretrained(p, "classify into the 1000 ImageNet classes with")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--json", action="store_true")
@@ -230,7 +282,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
+    if args.pretrained:
+        from cnnlab.train.inference import predict_pretrained
+
+        results = predict_pretrained(args.checkpoint, args.images, args.pretrained, top_k=args.top_k,
+                                     device=args.device)
+    else:
+        results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -47,6 +47,9 @@ class TrainConfig:
     train_samples: int | None = None  # a seeded random subset of the training set
     test_samples: int | None = None
     num_workers: int | None = None
+    # published weights to start from (True: the model's DEFAULT tag; or a tag); see cnnlab.weights
+    pretrained: bool | str | None = None
+    freeze_backbone: bool = False  # train only the classifier (needs pretrained)
 
     def validate(self) -> "TrainConfig":
         from cnnlab.train.trackers import TRACKERS
@@ -64,6 +67,8 @@ class TrainConfig:
             raise ValueError(f"split_seed must be an integer, got {self.split_seed!r}")
         if self.optimizer_factory is not None and not callable(self.optimizer_factory):
             raise ValueError("optimizer_factory must be a callable f(param_groups) -> torch.optim.Optimizer")
+        if self.freeze_backbone and not self.pretrained:
+            raise ValueError("freeze_backbone needs pretrained weights (--pretrained): a random backbone is no backbone")
         for name in ("image_size", "train_samples", "test_samples", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

@@ -11,7 +11,7 @@ from torch import nn
 from cnnlab.train.checkpoint import CheckpointError, load_checkpoint
 from cnnlab.train.loop import evaluate, resolve_device
 
-__all__ = ["model_from_checkpoint", "evaluate_checkpoint", "predict"]
+__all__ = ["model_from_checkpoint", "evaluate_checkpoint", "predict", "evaluate_pretrained", "predict_pretrained"]
 
 
 def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
@@ -133,5 +133,60 @@ def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], 
     return [
         {"image": str(Path(p)), "top": [{"class": classes[int(i)], "index": int(i), "probability": float(v)}
                                         for v, i in zip(top.values[n], top.indices[n])]}
+        for n, p in enumerate(images)
+    ]
+
+
+# ---------------------------------------------------------------------------------- published weights
+
+
+def evaluate_pretrained(model: str, tag: bool | str = True, *, data_root: str | os.PathLike, device: str = "auto",
+                        batch_size: int = 64, precision: str = "fp32", test_samples: int | None = None,
+                        num_workers: int | None = None) -> dict[str, Any]:
+    """Top-1/top-5 of ``model``'s published weights on an ImageNet-style folder (one
+    subfolder per class, named by WordNet id or class name), with the weights' own
+    preprocessing, beside the publisher's figures."""
+    from cnnlab.registry import create_model
+    from cnnlab.weights import get_weights
+    from cnnlab.weights.transforms import ImageFiles, folder_samples
+
+    w = get_weights(model, tag)
+    samples = folder_samples(data_root, w)
+    if test_samples is not None and test_samples < len(samples):
+        samples = samples[:test_samples]
+    dev = resolve_device(device)
+    net = create_model(model, pretrained=w.tag).to(dev).eval()
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(ImageFiles(samples, w.preprocessing), batch_size=batch_size,
+                                         num_workers=workers, shuffle=False)
+    result = evaluate(net, ((x.to(dev), y.to(dev)) for x, y in loader), device=dev, precision=precision)
+    return {"model": model, "weights": w.name, "data_root": str(data_root), **result,
+            "published": {"top1": w.top1, "top5": w.top5, "source": w.accuracy_source},
+            "preprocessing": w.preprocessing.describe()}
+
+
+def predict_pretrained(model: str, images: Sequence[str | os.PathLike], tag: bool | str = True, *, top_k: int = 5,
+                       device: str = "auto") -> list[dict[str, Any]]:
+    """Top-``top_k`` ImageNet classes with probabilities for each image, with the
+    published weights of ``model`` and their preprocessing."""
+    from cnnlab.registry import create_model
+    from cnnlab.weights import get_weights
+    from cnnlab.weights.spec import class_names
+    from cnnlab.weights.transforms import load_image
+
+    if not images:
+        raise ValueError("give at least one image")
+    w = get_weights(model, tag)
+    x = torch.stack([load_image(p, w.preprocessing) for p in images])
+    dev = resolve_device(device)
+    net = create_model(model, pretrained=w.tag).to(dev).eval()
+    with torch.no_grad():
+        probs = net(x.to(dev)).float().softmax(dim=1)
+    classes = class_names(w)
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
+        {"image": str(Path(p)), "weights": w.name,
+         "top": [{"class": classes[int(i)], "index": int(i), "probability": float(v)}
+                 for v, i in zip(top.values[n], top.indices[n])]}
         for n, p in enumerate(images)
     ]

@@ -549,7 +549,10 @@ def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[st
 
     # 3. The model, seeded, on the device; the CPU thread count from its size.
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=data.num_classes) if module is None else module
+    model = create_model(cfg.model, num_classes=data.num_classes, pretrained=cfg.pretrained) if module is None else module
+    if cfg.freeze_backbone and module is None:  # fine-tune the classifier only
+        from cnnlab.weights import freeze_backbone
+        freeze_backbone(model)
     input_size = _input_size(model, data.info, cfg.image_size)
     model.to(device)
     if cfg.channels_last:
