@@ -1,4 +1,5 @@
 """cnnlab: a laboratory for convolutional network architectures, on PyTorch."""
+from cnnlab import registry
 from cnnlab.registry import (
     ModelInfo,
     Paper,
@@ -11,6 +12,10 @@ from cnnlab.registry import (
 )
 
 __version__ = "0.1.0"
+
+# The model families register themselves when cnnlab.models is imported, on the first
+# lookup (create_model, list_models, ...): `import cnnlab` stays free of torch.
+registry.add_model_source("cnnlab.models")
 
 __all__ = [
     "ModelInfo",

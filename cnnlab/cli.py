@@ -3,8 +3,15 @@
 Each part adds its own subcommands through a ``register(subparsers)`` function in
 its ``cli`` module (``cnnlab.anatomy.cli``, ``cnnlab.train.cli``, ...). A
 subcommand's handler is stored as ``func`` on its parser and returns an exit code.
-Errors a user can cause are reported in one line, never as a traceback
-(set ``CNNLAB_DEBUG=1`` to see the traceback).
+Errors a user can cause (a :class:`cnnlab.errors.UserError`, any ``ValueError``, an
+``OSError`` such as a missing file or a full disk) are reported in one line, never as
+a traceback; anything else that escapes is a bug in cnnlab and is reported as one,
+"internal error", with where it happened (set ``CNNLAB_DEBUG=1`` to see the
+traceback of either).
+
+``cnnlab --help``, ``--version``, a mistyped command and an argument error in a
+command whose part does not need it answer without importing torch: only the part
+of the command given is imported (see ``_COMMANDS``).
 """
 from __future__ import annotations
 
@@ -13,16 +20,47 @@ import importlib
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 from typing import Sequence
 
 from cnnlab import __version__
+from cnnlab.errors import UserError
 
 # Parts that contribute subcommands, in the order they appear in --help.
 _PARTS = ("cnnlab.anatomy.cli", "cnnlab.data.cli", "cnnlab.train.cli", "cnnlab.experiments.cli", "cnnlab.search.cli",
           "cnnlab.export.cli", "cnnlab.web.cli", "cnnlab.weights.cli", "cnnlab.bench.cli")
 
+# The subcommands each part registers, with their --help line, so that the top-level
+# parser can list them without importing the parts (which may import torch).
+# tests/test_cli_layering.py checks this table against what the parts register; a part
+# missing here is simply imported.
+_COMMANDS: dict[str, dict[str, str]] = {
+    "cnnlab.anatomy.cli": {
+        "summary": "layer-by-layer table: output volume, memory, params, MACs, receptive field",
+        "lecture": "the lecture's worked calculations, recomputed from built modules",
+    },
+    "cnnlab.data.cli": {
+        "datasets": "list the datasets, their sizes and whether they are here",
+        "download": "download datasets (checksummed, resumable) into the data folder",
+    },
+    "cnnlab.train.cli": {
+        "train": "train a model with its paper's recipe",
+        "recipes": "list the training recipes from the papers",
+        "eval": "evaluate a checkpoint (or a model's published weights) on a test set",
+        "predict": "classify image files with a checkpoint (or a model's published weights)",
+    },
+    "cnnlab.experiments.cli": {"experiment": "the lecture's claims as experiments with verdicts"},
+    "cnnlab.search.cli": {"search": "architecture search: REINFORCE controller, random, evolution"},
+    "cnnlab.export.cli": {"export": "export a model or checkpoint to ONNX, checked against PyTorch"},
+    "cnnlab.web.cli": {
+        "serve": "web app: the zoo, any model's anatomy, runs (live), an in-browser playground, comparisons",
+    },
+    "cnnlab.weights.cli": {"weights": "list the published pretrained weights (size, accuracy, cached?)"},
+}
 
-class CliError(Exception):
+
+class CliError(UserError):
     """An error to report to the user as one line, with exit status 2."""
 
 
@@ -90,7 +128,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The ``cnnlab`` parser. With ``lazy``, only the part that registers ``command``
+    (and any part missing from ``_COMMANDS``) is imported; the other subcommands get
+    placeholder parsers that carry their --help line only."""
     parser = argparse.ArgumentParser(
         prog="cnnlab",
         description="A laboratory for convolutional network architectures: build, analyze, train and compare them.",
@@ -105,12 +146,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     for part in _PARTS:
-        importlib.import_module(part).register(sub)
+        known = _COMMANDS.get(part)
+        if lazy and known is not None and command not in known:
+            for name, text in known.items():
+                sub.add_parser(name, help=text)
+        else:
+            importlib.import_module(part).register(sub)
     return parser
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors that say something about the input or the machine, not about cnnlab's code."""
+    if isinstance(exc, (UserError, ValueError, OSError, MemoryError)):
+        return True
+    # Failures of a run that are not bugs, by their classes in modules already imported
+    # (so this check never imports torch or the training code).
+    for module, name in (("torch", "OutOfMemoryError"), ("cnnlab.train.loop", "TrainingDiverged")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the traceback in cnnlab's own code, as ``path:line in function``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    root = Path(__file__).resolve().parent
+    for frame in reversed(frames):
+        path = Path(frame.filename).resolve()
+        if root in path.parents:
+            return f"cnnlab/{path.relative_to(root).as_posix()}:{frame.lineno} in {frame.name}"
+    last = frames[-1] if frames else None
+    return f"{last.filename}:{last.lineno} in {last.name}" if last else "unknown place"
+
+
+def _report_bug(command: str, exc: BaseException) -> None:
+    print(f"cnnlab {command}: internal error: {type(exc).__name__}: {exc} (at {_where(exc)})\n"
+          "This is a bug in cnnlab, not a problem with your input; please report it with the command "
+          "you ran and the traceback (rerun with CNNLAB_DEBUG=1 to print it).", file=sys.stderr)
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    # The top-level parser has only flags without values (-h, --version), so the
+    # command is the first argument that is not a flag.
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv), lazy=True)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -122,11 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except (CliError, ValueError, TypeError, FileNotFoundError, PermissionError, OSError, RuntimeError) as exc:
+    except Exception as exc:
         if os.environ.get("CNNLAB_DEBUG"):
             raise
-        print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        if _is_user_error(exc):
+            print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        _report_bug(args.command, exc)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,15 +10,31 @@ A builder is registered with :func:`register_model`, which attaches a
 checks the common keyword arguments (``num_classes``, ``in_chans``) before the
 builder runs and stamps the info onto every model it builds, so the model can
 reject an input smaller than it can take with a message that says so.
+
+The registry knows nothing of the model families: a package that defines models
+names its module with :func:`add_model_source`, and the registry imports it the
+first time a model is looked up (``cnnlab`` adds ``cnnlab.models``). ``import
+cnnlab.registry`` therefore stays free of torch and of every model module.
+
+timm's conventions apply to every registered model: ``num_classes=0`` builds it
+without a classifier (``forward`` returns pooled features), ``features_only=True``
+returns a :class:`~cnnlab.models.base.FeatureNet` of its per-stage feature maps
+(``out_indices`` picks the stages), and an argument the builder does not take is an
+:class:`~cnnlab.errors.UnknownArgumentError` naming it and listing the accepted ones.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
 import functools
+import importlib
 import inspect
+import re
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+
+from cnnlab.errors import UnknownArgumentError, UserError
 
 __all__ = [
     "Paper",
@@ -30,6 +46,8 @@ __all__ = [
     "list_models",
     "model_info",
     "is_model",
+    "add_model_source",
+    "pretrained_cfg",
 ]
 
 DATASET_KINDS = ("mnist", "cifar", "imagenet")
@@ -103,16 +121,26 @@ class ModelInfo:
     aux_loss_weights: tuple[float, ...] = ()
     layout: str = "paper"  # "paper", "torchvision" or "timm": whose state_dict keys
     description: str = ""
+    # Preprocessing (mean, std, crop_pct, interpolation) where it differs from the
+    # dataset kind's default; see pretrained_cfg.
+    preprocessing: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's ``pretrained_cfg``: input size, mean/std, crop_pct, interpolation,
+        first conv and classifier module names (see :func:`pretrained_cfg`)."""
+        return pretrained_cfg(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["preprocessing"] = dict(self.preprocessing)
         d["input_size"] = list(self.input_size)
         d["aux_loss_weights"] = list(self.aux_loss_weights)
         d["paper"]["url"] = self.paper.url
         return d
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError):
     """``create_model`` or ``model_info`` was given a name that is not registered."""
 
 
@@ -133,6 +161,7 @@ def register_model(
     layout: str = "paper",
     description: str = "",
     name: str | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that registers a model builder under its function name.
 
@@ -168,17 +197,35 @@ def register_model(
             aux_loss_weights=tuple(aux_loss_weights),
             layout=layout,
             description=description or (builder.__doc__ or "").strip().split("\n")[0],
+            preprocessing=tuple(sorted((preprocessing or {}).items())),
         )
+        unknown_keys = set(preprocessing or {}) - set(_PREPROCESSING_KEYS)
+        if unknown_keys:
+            raise ValueError(f"{model_name}: unknown preprocessing keys {sorted(unknown_keys)}")
 
         @functools.wraps(builder)
         def build(**kwargs: Any) -> Any:
+            features_only = kwargs.pop("features_only", False)
+            out_indices = kwargs.pop("out_indices", None)
             _check_common_kwargs(model_name, kwargs)
+            no_classifier = kwargs.get("num_classes") == 0
+            if no_classifier or features_only:
+                kwargs["num_classes"] = info.num_classes  # built whole, then the classifier removed
             kwargs.setdefault("num_classes", info.num_classes)
-            model = builder(**kwargs)
+            model = _call_builder(model_name, builder, kwargs)
             model.model_info = info
             model.min_input_size = info.min_input_size
             if info.aux_loss_weights and not getattr(model, "aux_loss_weights", ()):
                 model.aux_loss_weights = info.aux_loss_weights
+            model.pretrained_cfg = pretrained_cfg(model_name, model)
+            if no_classifier:
+                model.reset_classifier(0)
+            if features_only:
+                from cnnlab.models.base import FeatureNet
+
+                return FeatureNet(model, out_indices)
+            if out_indices is not None:
+                raise UserError(f"{model_name}: out_indices only applies with features_only=True")
             return model
 
         build.model_info = info  # type: ignore[attr-defined]
@@ -190,16 +237,137 @@ def register_model(
 
 
 def _check_common_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    for key in ("drop_rate", "drop_path_rate"):  # the same names and checks in every family
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0.0 <= value < 1.0):
+            raise UserError(f"{name}: {key} must be a number in [0, 1), got {value!r}")
     for key in ("num_classes", "in_chans"):
         if key in kwargs:
             value = kwargs[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}")
+            lowest = 0 if key == "num_classes" else 1  # num_classes=0: no classifier (timm)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                what = "a non-negative integer (0: pooled features)" if lowest == 0 else "a positive integer"
+                raise UserError(f"{name}: {key} must be {what}, got {value!r}")
+
+
+# Arguments the registry itself takes for every model (timm's names).
+_REGISTRY_KWARGS = ("features_only", "out_indices")
+
+
+def accepted_arguments(name: str) -> list[str]:
+    """Every keyword argument ``create_model(name, ...)`` accepts, sorted."""
+    _ensure_loaded()
+    if name not in _BUILDERS:
+        raise _unknown(name)
+    accepted = _accepted(_BUILDERS[name].__wrapped__)  # type: ignore[attr-defined]
+    if accepted is None:
+        raise UserError(f"{name}: its builder passes arguments on to a class it does not name")
+    return sorted(accepted)
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted(builder: Callable[..., Any]) -> frozenset[str] | None:
+    """The builder's keyword arguments; where it passes ``**kwargs`` on to the model's
+    class (its return annotation), that class's keyword arguments too. ``None`` when
+    that class cannot be known (the builder then checks its arguments itself)."""
+    params = inspect.signature(builder).parameters
+    names = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        try:
+            cls = typing.get_type_hints(builder).get("return")
+        except Exception:  # an annotation that does not resolve: the builder will have to say
+            cls = None
+        if not isinstance(cls, type):
+            return None
+        init = inspect.signature(cls.__init__).parameters
+        names |= {k for k, p in init.items()
+                  if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return frozenset(names | set(_REGISTRY_KWARGS))
+
+
+def _call_builder(name: str, builder: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return builder(**kwargs)
+    except TypeError as exc:
+        # An argument the builder sets itself (resnet50's layers): say so, in one line.
+        fixed = re.search(r"got multiple values for (?:keyword )?argument '(\w+)'", str(exc))
+        if fixed and fixed.group(1) in kwargs:
+            raise UserError(f"{name}: {fixed.group(1)!r} is fixed by this model and cannot be passed; "
+                            "build the model's class directly to choose it") from exc
+        raise
+
+
+_SOURCES: list[str] = []  # modules that register models, imported on first lookup
+_LOADED: set[str] = set()
+
+
+def add_model_source(module: str) -> None:
+    """Name a module whose import registers models (``cnnlab`` adds ``"cnnlab.models"``).
+
+    It is imported the first time a model is looked up, not now, so registering a
+    source costs nothing and the registry never imports the packages that use it.
+    """
+    if module not in _SOURCES:
+        _SOURCES.append(module)
 
 
 def _ensure_loaded() -> None:
-    # Importing the models package runs every family's @register_model.
-    import cnnlab.models  # noqa: F401
+    for module in list(_SOURCES):
+        if module not in _LOADED:
+            _LOADED.add(module)  # first, so that a lookup during the import does not recurse
+            try:
+                importlib.import_module(module)
+            except BaseException:
+                _LOADED.discard(module)
+                raise
+
+
+# timm's pretrained_cfg, by dataset kind; a model's ``preprocessing`` overrides these.
+_PREPROCESSING_KEYS = ("mean", "std", "crop_pct", "interpolation")
+_DEFAULT_PREPROCESSING = {
+    # ImageNet statistics as torchvision's weights use them; resize by 1/0.875 and crop.
+    "imagenet": {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                 "crop_pct": 0.875, "interpolation": "bilinear"},
+    # CIFAR-10 training-set statistics; no crop at test time.
+    "cifar": {"mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616),
+              "crop_pct": 1.0, "interpolation": "bilinear"},
+    # MNIST training-set statistics.
+    "mnist": {"mean": (0.1307,), "std": (0.3081,), "crop_pct": 1.0, "interpolation": "bilinear"},
+}
+_CFG_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def pretrained_cfg(name: str, model: Any = None) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` record for the registered model ``name``.
+
+    Keys: ``input_size`` (C, H, W), ``min_input_size``, ``mean``, ``std``,
+    ``crop_pct`` (test-time centre crop: resize to size / crop_pct, then crop),
+    ``interpolation``, ``first_conv`` and ``classifier`` (module names, for adapting
+    the input channels or the classes of a checkpoint), ``num_classes`` and
+    ``layout``. ``model`` (an instance built with default arguments) saves building
+    one on the meta device to find the module names.
+    """
+    if name not in _CFG_CACHE:
+        info = model_info(name)
+        if model is None:
+            import torch
+
+            with torch.device("meta"):
+                model = _BUILDERS[name]()
+        import torch.nn as nn
+
+        first_conv = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+        cfg = {"input_size": tuple(info.input_size), "min_input_size": info.min_input_size}
+        cfg.update(_DEFAULT_PREPROCESSING[info.dataset])
+        cfg.update(dict(info.preprocessing))
+        cfg.update(first_conv=first_conv, classifier=getattr(model, "classifier_name", None),
+                   num_classes=info.num_classes, layout=info.layout)
+        _CFG_CACHE[name] = cfg
+    cfg = dict(_CFG_CACHE[name])
+    if model is not None and hasattr(model, "in_chans"):
+        cfg["input_size"] = (model.in_chans, *cfg["input_size"][1:])
+    return cfg
 
 
 def _unknown(name: str) -> UnknownModelError:
@@ -237,16 +405,23 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> An
     if name not in _BUILDERS:
         raise _unknown(name)
     builder = _BUILDERS[name]
-    params = inspect.signature(builder.__wrapped__).parameters  # type: ignore[attr-defined]
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in kwargs if k not in params]
-    if unknown and not takes_any:
-        accepted = ", ".join(sorted(params))
-        raise TypeError(f"{name}: unexpected argument(s) {', '.join(unknown)}; it accepts: {accepted}")
+    accepted = _accepted(builder.__wrapped__)  # type: ignore[attr-defined]
+    unknown = [k for k in kwargs if accepted is not None and k not in accepted]
+    if unknown:
+        raise UnknownArgumentError(name, unknown, accepted)
     if pretrained is not False and pretrained is not None:
         from cnnlab.weights.load import build_pretrained
 
-        return build_pretrained(name, pretrained, builder, kwargs)
+        features_only = kwargs.pop("features_only", False)
+        out_indices = kwargs.pop("out_indices", None)
+        model = build_pretrained(name, pretrained, builder, kwargs)
+        if features_only:
+            from cnnlab.models.base import FeatureNet
+
+            return FeatureNet(model, out_indices)
+        if out_indices is not None:
+            raise UserError(f"{name}: out_indices only applies with features_only=True")
+        return model
     return builder(**kwargs)
 
 

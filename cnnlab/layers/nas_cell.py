@@ -293,7 +293,12 @@ class Cell(nn.Module):
         self.drop_prob = drop_prob
         self.has_prev = prev_chs is not None
         self.prev_reduced = prev_reduced
-        self.conv_1x1 = ReluConvBn(in_chs, filters, 1)
+        # timm registers conv_prev_1x1 (when the cell has one) before conv_1x1; so do we, so
+        # that parameters() has the peer's order (an optimizer state_dict maps by position).
+        conv_1x1 = ReluConvBn(in_chs, filters, 1)
+        if prev_chs is not None and not prev_reduced and prev_chs != filters:
+            self.conv_prev_1x1 = ReluConvBn(prev_chs, filters, 1)
+        self.conv_1x1 = conv_1x1
         if prev_chs is None:
             if prev_reduced:
                 raise ValueError("a cell without its own h1 cannot have prev_reduced=True")
@@ -305,8 +310,7 @@ class Cell(nn.Module):
             self.path_2 = _SubsamplePath(prev_chs, b, shift=True)
             self.final_path_bn = nn.BatchNorm2d(filters, eps=BN_EPS)
             h1_chs = filters
-        elif prev_chs != filters:
-            self.conv_prev_1x1 = ReluConvBn(prev_chs, filters, 1)
+        elif prev_chs != filters:  # conv_prev_1x1, built above
             h1_chs = filters
         else:
             h1_chs = filters

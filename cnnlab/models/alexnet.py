@@ -161,9 +161,9 @@ class AlexNet(CnnModel):
         source="torchvision's AlexNet (tests/reference/alexnet.json); no accuracy of its own in the paper",
     ),
 )
-def alexnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
+def alexnet(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> AlexNet:
     """AlexNet in torchvision's single-tower layout (64-192-384-256-256, no LRN)."""
-    return AlexNet("torchvision", num_classes=num_classes, in_chans=in_chans)
+    return AlexNet("torchvision", num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @register_model(
@@ -178,9 +178,9 @@ def alexnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
         "ILSVRC-2012 val; parameter count computed from section 3.5",
     ),
 )
-def alexnet_original(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
+def alexnet_original(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> AlexNet:
     """AlexNet as published: 227 input, LRN, conv2/4/5 split in two groups (two GPUs)."""
-    model = AlexNet("paper", num_classes=num_classes, in_chans=in_chans)
+    model = AlexNet("paper", num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
     # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
     # FCs ("to accelerate the early stages of learning"), 0 elsewhere.
     model.init_gaussian(0.01, bias_one=(2, 4, 5, 6, 7))
@@ -198,9 +198,9 @@ def alexnet_original(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
         source="parameter count computed from Zeiler & Fergus 2013, Figure 3",
     ),
 )
-def zfnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
+def zfnet(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> AlexNet:
     """ZFNet (Figure 3): conv1 7x7/2, conv2 5x5/2, contrast normalization after pools 1 and 2."""
-    model = AlexNet("zfnet", num_classes=num_classes, in_chans=in_chans, ceil_pool=True)
+    model = AlexNet("zfnet", num_classes=num_classes, in_chans=in_chans, ceil_pool=True, dropout=drop_rate)
     model.init_gaussian(0.01)  # section 3: "weights initialized to 1e-2 and biases set to 0"
     return model
 
@@ -217,8 +217,8 @@ def zfnet(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
         "entry, an ensemble); parameter count not published",
     ),
 )
-def zfnet_wide(*, num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
+def zfnet_wide(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> AlexNet:
     """ZFNet with 512, 1024, 512 filters in conv3, conv4, conv5 (the lecture's variant)."""
-    model = AlexNet("zfnet_wide", num_classes=num_classes, in_chans=in_chans, ceil_pool=True)
+    model = AlexNet("zfnet_wide", num_classes=num_classes, in_chans=in_chans, ceil_pool=True, dropout=drop_rate)
     model.init_gaussian(0.01)  # section 3: "weights initialized to 1e-2 and biases set to 0"
     return model

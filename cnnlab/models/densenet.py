@@ -28,8 +28,11 @@ Deviations and choices, said honestly:
 * ``memory_efficient=True`` recomputes each layer's concatenation + bottleneck in the
   backward pass (gradient checkpointing, Pleiss et al. 2017) instead of storing it;
   it changes memory, not results.
-* ``drop_rate`` is dropout after each layer's 3x3 conv (the paper uses 0.2 on CIFAR
-  without augmentation, 0 otherwise); the default is 0.
+* ``proj_drop_rate`` is dropout after each layer's 3x3 conv (the paper uses 0.2 on
+  CIFAR without augmentation, 0 otherwise; timm's name); ``drop_rate`` is dropout on
+  the pooled features before the classifier, as in every cnnlab family. Both default
+  to 0. (Before cnnlab 0.2, ``drop_rate`` named the per-layer dropout, torchvision's
+  meaning; it now follows timm and the other families.)
 """
 from __future__ import annotations
 
@@ -149,6 +152,7 @@ class DenseNet(CnnModel):
         bn_size: int = 4,
         compression: float = 0.5,
         drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
         stem: str = "imagenet",
         num_classes: int = 1000,
         in_chans: int = 3,
@@ -159,8 +163,9 @@ class DenseNet(CnnModel):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         if not 0.0 < compression <= 1.0:
             raise ValueError(f"compression must be in (0, 1], got {compression}")
-        if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        for arg, rate in (("drop_rate", drop_rate), ("proj_drop_rate", proj_drop_rate)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{arg} must be in [0, 1), got {rate}")
         if not block_config or any(n < 1 for n in block_config):
             raise ValueError(f"block_config needs at least one block of at least one layer, got {block_config}")
         self.num_classes = check_num_classes(num_classes)
@@ -181,7 +186,7 @@ class DenseNet(CnnModel):
 
         chs = num_init_features
         for i, num_layers in enumerate(block_config):
-            block = DenseBlock(num_layers, chs, growth_rate, bn_size, drop_rate, memory_efficient)
+            block = DenseBlock(num_layers, chs, growth_rate, bn_size, proj_drop_rate, memory_efficient)
             self.features.add_module(f"denseblock{i + 1}", block)
             chs = block.out_chs
             if i != len(block_config) - 1:
@@ -194,6 +199,8 @@ class DenseNet(CnnModel):
 
         self.num_features = chs
         self.global_pool = nn.AdaptiveAvgPool2d(1)
+        if drop_rate > 0:
+            self.head_drop = nn.Dropout(drop_rate)  # CnnModel.forward_head applies it
         self.classifier = nn.Linear(chs, self.num_classes)
         self._init_weights()
 

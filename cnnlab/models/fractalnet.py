@@ -162,6 +162,7 @@ class FractalNet(CnnModel):
         local_drop_prob: float = 0.0,
         global_drop_prob: float = 0.0,
         column: int | None = None,
+        drop_rate: float = 0.0,
         num_classes: int = 10,
         in_chans: int = 3,
     ):
@@ -187,6 +188,8 @@ class FractalNet(CnnModel):
         self.blocks = nn.ModuleList(blocks)
         self.num_features = prev
         self.global_pool = nn.AdaptiveAvgPool2d(1)
+        if _check_prob("drop_rate", drop_rate, upper_inclusive=False) > 0:
+            self.head_drop = nn.Dropout(drop_rate)  # before the classifier (timm's drop_rate; not in the paper)
         self.fc = nn.Linear(prev, self.num_classes)
         self.column = column
         self._init_weights()

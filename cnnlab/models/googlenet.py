@@ -121,7 +121,8 @@ class InceptionAux(nn.Module):
 class GoogLeNet(CnnModel):
     """GoogLeNet; ``paper=False`` gives torchvision's layout, ``paper=True`` the paper's network."""
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, paper: bool = False, aux_logits: bool = True):
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, paper: bool = False, aux_logits: bool = True,
+                 drop_rate: float | None = None):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
         self.in_chans = in_chans
@@ -148,7 +149,8 @@ class GoogLeNet(CnnModel):
         else:
             self.aux_loss_weights = ()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.4 if paper else 0.2)
+        # head dropout: 0.4 in the paper, 0.2 in torchvision's model, unless drop_rate says otherwise
+        self.dropout = nn.Dropout((0.4 if paper else 0.2) if drop_rate is None else drop_rate)
         self.fc = nn.Linear(1024, num_classes)
         self._init_weights()
 
@@ -193,7 +195,7 @@ class GoogLeNet(CnnModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxOutput:
         self.check_input(x)
-        with_aux = self.training and self.aux_logits
+        with_aux = self.training and self.aux_logits and self.num_classes > 0
         features, aux = self._body(x, with_aux)
         logits = self.forward_head(features)
         return AuxOutput(logits, aux) if with_aux else logits
@@ -201,7 +203,7 @@ class GoogLeNet(CnnModel):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the FC and the auxiliary heads' last FCs with fresh ones for ``num_classes``."""
         super().reset_classifier(num_classes)
-        if self.aux_logits:
+        if self.aux_logits and num_classes > 0:  # with 0 (pooled features) the aux heads are not run
             for head in (self.aux1, self.aux2):
                 head.fc2 = fresh_class_layer(head.fc2, num_classes)
 
@@ -223,9 +225,9 @@ _ACCURACY_SOURCE = "Szegedy et al. 2014, Table 2: 6.67% top-5 error (ensemble of
         source="torchvision's googlenet incl. auxiliary heads (tests/reference/googlenet.json); " + _ACCURACY_SOURCE,
     ),
 )
-def googlenet(*, num_classes: int = 1000, in_chans: int = 3) -> GoogLeNet:
+def googlenet(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float | None = None) -> GoogLeNet:
     """GoogLeNet in torchvision's layout (BatchNorm, 3x3 in the "5x5" branch) with both auxiliary heads."""
-    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, paper=False)
+    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, paper=False, drop_rate=drop_rate)
 
 
 @register_model(
@@ -241,6 +243,6 @@ def googlenet(*, num_classes: int = 1000, in_chans: int = 3) -> GoogLeNet:
         "Szegedy et al. 2014) + 3,188,840 and 3,190,888 in the two heads (section 5); " + _ACCURACY_SOURCE,
     ),
 )
-def googlenet_paper(*, num_classes: int = 1000, in_chans: int = 3) -> GoogLeNet:
+def googlenet_paper(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float | None = None) -> GoogLeNet:
     """GoogLeNet as published: no BatchNorm, LRN in the stem, real 5x5 branches, both auxiliary heads."""
-    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, paper=True)
+    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, paper=True, drop_rate=drop_rate)

@@ -456,13 +456,6 @@ class _InceptionNet(CnnModel):
             x = self._modules[name](x)
         return x
 
-    def check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"expected a floating-point input, got dtype {x.dtype}")
-        super().check_input(x)
-
 
 class InceptionV3(_InceptionNet):
     """Inception-v3 in torchvision's layout, with the auxiliary head ``AuxLogits``.
@@ -477,8 +470,9 @@ class InceptionV3(_InceptionNet):
     """
 
     AUX_LOSS_WEIGHT = 0.4
-    # The auxiliary head needs a 17 x 17 grid after Mixed_6e, which takes a 299 input;
-    # without it, 75 is the smallest that reaches the 1 x 1 x 2048 features.
+    # The auxiliary head (run in training mode only) needs a 17 x 17 grid after
+    # Mixed_6e, which takes a 299 input; in eval mode, or without it, 75 is the
+    # smallest that reaches the 1 x 1 x 2048 features (what torchvision accepts too).
     MIN_SIZE_WITH_AUX = 299
     MIN_SIZE_WITHOUT_AUX = MIN_INPUT_SIZE
     _min_input_size = MIN_SIZE_WITH_AUX  # the registry stamps its figure over this
@@ -492,20 +486,31 @@ class InceptionV3(_InceptionNet):
         self.transform_input = transform_input
         chs = self._add_stem([(tv, layer) for tv, _, layer in V3_STEM], in_chans)
         self.block_names = []
+        blocks = []
         for name, table, widths in V3_BLOCKS:
             block = MixedBlock(chs, table, naming="torchvision", **widths)
-            self.add_module(name, block)
+            blocks.append((name, block))
             self.block_names.append(name)
             chs = block.out_chs
             if name == "Mixed_6e":
                 aux_chs = chs
-        self.AuxLogits = InceptionAux(aux_chs, num_classes) if aux_logits else None
+        aux = InceptionAux(aux_chs, num_classes) if aux_logits else None
+        # Registered where torchvision registers it, between Mixed_6e and Mixed_7a, so that
+        # parameters() comes in torchvision's order (an optimizer state_dict maps by position).
+        for name, block in blocks:
+            self.add_module(name, block)
+            if name == "Mixed_6e":
+                self.AuxLogits = aux
         self._init_head(chs, num_classes, drop_rate)
 
-    # The smallest input depends on whether the auxiliary head runs (see the builder).
+    # The smallest input depends on whether the auxiliary head runs: in training mode,
+    # with the head and a classifier.
     @property
     def min_input_size(self) -> int:
-        return self._min_input_size if self.AuxLogits is not None else self.MIN_SIZE_WITHOUT_AUX
+        return self._min_input_size if self._runs_aux() else self.MIN_SIZE_WITHOUT_AUX
+
+    def _runs_aux(self) -> bool:
+        return self.training and self.AuxLogits is not None and self.num_classes > 0
 
     @min_input_size.setter
     def min_input_size(self, value: int) -> None:
@@ -541,14 +546,14 @@ class InceptionV3(_InceptionNet):
 
     def forward(self, x: torch.Tensor):
         self.check_input(x)
-        with_aux = self.training and self.AuxLogits is not None
+        with_aux = self._runs_aux()
         x, aux = self._features(x, with_aux)
         logits = self.forward_head(x)
         return AuxOutput(logits, (aux,)) if with_aux else logits
 
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
-        if self.AuxLogits is not None:
+        if self.AuxLogits is not None and num_classes > 0:  # with 0 the aux head is not run
             self.AuxLogits.fc = fresh_class_layer(self.AuxLogits.fc, num_classes)
 
 
@@ -657,6 +662,9 @@ def _published(params: int, macs: int, top1: float, top5: float, reference: str)
 
 
 _COMMON = dict(family="inception", input_size=(3, 299, 299), dataset="imagenet")
+# Google's TF-slim weights (timm's inception_v4 / inception_resnet_v2) take inputs scaled
+# to [-1, 1] and a bicubic resize; torchvision's inception_v3 weights take ImageNet statistics.
+_GOOGLE_PREPROCESSING = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
 
 
 @register_model(
@@ -681,6 +689,7 @@ def inception_v3(*, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool
     min_input_size=MIN_INPUT_SIZE,
     published=_published(42_679_816, 12_253_974_624, 80.0, 95.0, "timm inception_v4"),
     layout="timm",
+    preprocessing=_GOOGLE_PREPROCESSING,
 )
 def inception_v4(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> InceptionV4:
     """Inception-v4 (timm layout)."""
@@ -693,6 +702,7 @@ def inception_v4(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float
     min_input_size=MIN_INPUT_SIZE,
     published=_published(55_843_464, 13_155_794_016, 80.1, 95.1, "timm inception_resnet_v2"),
     layout="timm",
+    preprocessing=_GOOGLE_PREPROCESSING,
 )
 def inception_resnet_v2(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
                         depths: Sequence[int] = IRV2_DEPTHS,

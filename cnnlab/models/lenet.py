@@ -222,7 +222,7 @@ class LeNet5(CnnModel):
 
     classifier_name = "output"
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, paper_style: bool = True):
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, paper_style: bool = True, drop_rate: float = 0.0):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
         self.in_chans = in_chans
@@ -242,6 +242,8 @@ class LeNet5(CnnModel):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.f6 = nn.Linear(120, 84)
         self.act6 = act()
+        if drop_rate > 0:  # dropout before the output layer (not in the paper; off by default)
+            self.head_drop = nn.Dropout(drop_rate)
         self.output = self.new_classifier(num_classes)
         if paper_style:
             self._init_paper()
@@ -279,7 +281,10 @@ class LeNet5(CnnModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x).flatten(1)  # N x 120
         x = self.act6(self.f6(x))  # N x 84
-        return x if pre_logits else self.output(x)  # N x num_classes
+        if pre_logits or not self.num_classes:
+            return x
+        drop = self._modules.get("head_drop")
+        return self.output(drop(x) if drop is not None else x)  # N x num_classes
 
 
 @register_model(
@@ -294,9 +299,9 @@ class LeNet5(CnnModel):
         "(0.95% test error without distortions, 0.8% with)",
     ),
 )
-def lenet5(*, num_classes: int = 10, in_chans: int = 1) -> LeNet5:
+def lenet5(*, num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.0) -> LeNet5:
     """LeNet-5 as published: scaled tanh, trainable subsampling, partial C3, fixed RBF output."""
-    return LeNet5(num_classes=num_classes, in_chans=in_chans, paper_style=True)
+    return LeNet5(num_classes=num_classes, in_chans=in_chans, paper_style=True, drop_rate=drop_rate)
 
 
 @register_model(
@@ -307,6 +312,6 @@ def lenet5(*, num_classes: int = 10, in_chans: int = 1) -> LeNet5:
     dataset="mnist",
     published=Published(source="no published figures: a modern variant of LeCun et al. 1998"),
 )
-def lenet5_modern(*, num_classes: int = 10, in_chans: int = 1) -> LeNet5:
+def lenet5_modern(*, num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.0) -> LeNet5:
     """LeNet-5's layer sizes with ReLU, max pooling, a full C3 and a linear output."""
-    return LeNet5(num_classes=num_classes, in_chans=in_chans, paper_style=False)
+    return LeNet5(num_classes=num_classes, in_chans=in_chans, paper_style=False, drop_rate=drop_rate)

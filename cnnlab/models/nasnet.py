@@ -254,7 +254,7 @@ class NASNet(CnnModel):
             for i in release:
                 feats[i] = None
             feats.append(y)
-            if name == self.aux_after and self.aux_head is not None and self.training:
+            if name == self.aux_after and self.aux_head is not None and self.training and self.num_classes > 0:
                 aux = self.aux_head(self.act(y))
         # nasnetalarge at 331: stem cells 83, 42; stages 42, 21, 11 pixels; N x 4032 x 11 x 11
         return self.act(feats[-1]), aux
@@ -272,7 +272,7 @@ class NASNet(CnnModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         super().reset_classifier(num_classes)
-        if self.aux_head is not None:
+        if self.aux_head is not None and num_classes > 0:  # with 0 the aux head is not run
             self.aux_head.fc = fresh_class_layer(self.aux_head.fc, num_classes)
 
 
@@ -334,6 +334,9 @@ def _create(name: str, **kwargs) -> NASNet:
                          dataset="ImageNet", source="Zoph et al. 2018, Table 2 (88.9M, 23.8B mult-adds); "
                          "exact count and MACs from timm's nasnetalarge"),
     layout="timm",
+    # Google's released NASNet weights (as timm serves them): inputs scaled to [-1, 1],
+    # bicubic resize, 331 / 0.911 -> centre crop 331.
+    preprocessing=dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=0.911, interpolation="bicubic"),
 )
 def nasnetalarge(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> NASNet:
     """NASNet-A (6 @ 4032), the large ImageNet model, 331x331 input."""
@@ -344,6 +347,7 @@ def nasnetalarge(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> NAS
     family="nasnet", paper=PAPER, input_size=(3, 224, 224), min_input_size=3, dataset="imagenet",
     published=Published(params=5_300_000, macs=564_000_000, top1=74.0, top5=91.6, dataset="ImageNet",
                         source="Zoph et al. 2018, Table 3 (NASNet-A 4 @ 1056)"),
+    preprocessing=dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic"),
 )
 def nasnetamobile(*, num_classes: int = 1000, in_chans: int = 3, **kwargs) -> NASNet:
     """NASNet-A (4 @ 1056), the mobile ImageNet model, 224x224 input."""

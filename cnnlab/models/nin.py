@@ -63,7 +63,7 @@ def mlpconv(in_chs: int, widths: tuple[int, ...], kernel_size: int) -> nn.Sequen
 class NIN(CnnModel):
     classifier_name = "classifier"  # a 1x1 convolution to one map per class
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.5):
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.5, drop_rate: float = 0.0):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
         self.in_chans = in_chans
@@ -78,6 +78,10 @@ class NIN(CnnModel):
                 blocks += [nn.AvgPool2d(3, stride=2, ceil_mode=True), nn.Dropout(dropout)]
         self.features = nn.Sequential(*blocks)
         self.num_features = chans
+        # drop_rate: dropout before the class maps (timm's head dropout; NIN's own
+        # ``dropout`` sits between the mlpconv blocks)
+        if drop_rate > 0:
+            self.head_drop = nn.Dropout(drop_rate)
         self.classifier = nn.Conv2d(chans, num_classes, 1)  # the last 1x1 of mlpconv 3
         self.act = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -94,9 +98,10 @@ class NIN(CnnModel):
         return self.features(x)  # N x 192 x 8 x 8 at 32
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if pre_logits:
+        if pre_logits or not self.num_classes:
             return self.pool(x).flatten(1)  # N x 192
-        x = self.act(self.classifier(x))  # N x num_classes x 8 x 8
+        drop = self._modules.get("head_drop")
+        x = self.act(self.classifier(drop(x) if drop is not None else x))  # N x num_classes x 8 x 8
         return self.pool(x).flatten(1)  # N x num_classes
 
 
@@ -112,6 +117,6 @@ class NIN(CnnModel):
         "without); parameter count computed from the released CIFAR-10 model",
     ),
 )
-def nin(*, num_classes: int = 10, in_chans: int = 3) -> NIN:
+def nin(*, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> NIN:
     """Network in Network for CIFAR-10: three mlpconv layers and global average pooling."""
-    return NIN(num_classes=num_classes, in_chans=in_chans)
+    return NIN(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)

@@ -154,8 +154,11 @@ class _ResidualUnit(nn.Module):
     def _init_shared(self, out_chs: int, *, shortcut, downsample, se: bool, se_reduction: int,
                      survival: float, dropout: float) -> None:
         self.use_shortcut = shortcut is not False
-        self.downsample = downsample
+        # SE before the shortcut, as timm registers them (parameters() in the peer's order,
+        # so an optimizer state_dict maps onto the same tensors); a pre-activation block
+        # has already registered its shortcut first (timm's PreActBottleneck does).
         self.se = SqueezeExcite(out_chs, se_reduction) if se else None
+        self.downsample = downsample
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.survival = float(survival)
         self.depth_generator: torch.Generator | None = None
@@ -279,6 +282,7 @@ class PreActBasicBlock(_PreActUnit):
         if cardinality != 1 or base_width != 64:
             raise ValueError("basic blocks support only cardinality=1 and base_width=64 (use block='bottleneck')")
         downsample = _make_shortcut(shortcut, in_chs, planes, stride, True)
+        self.downsample = downsample  # registered first, as in timm's ResNetV2 blocks
         self.norm1 = BatchNormAct2d(in_chs)
         self.conv1 = _conv3x3(in_chs, planes, stride)
         self.norm2 = BatchNormAct2d(planes)
@@ -304,6 +308,7 @@ class PreActBottleneck(_PreActUnit):
         out_chs = planes * self.expansion
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         downsample = _make_shortcut(shortcut, in_chs, out_chs, stride, True)
+        self.downsample = downsample  # registered first, as in timm's ResNetV2 blocks
         self.norm1 = BatchNormAct2d(in_chs)
         self.conv1 = _conv1x1(in_chs, width, s1)
         self.norm2 = BatchNormAct2d(width)
@@ -375,6 +380,7 @@ class ResNet(CnnModel):
         se_reduction: int = 16,
         drop_path_rate: float = 0.0,
         dropout: float = 0.0,
+        drop_rate: float = 0.0,
         num_classes: int = 1000,
         in_chans: int = 3,
     ):
@@ -427,6 +433,8 @@ class ResNet(CnnModel):
                 in_chs = planes * block_cls.expansion
             stages.append(blocks)
         self.num_features = in_chs
+        if drop_rate > 0:  # dropout on the pooled features, before the classifier (timm's drop_rate)
+            self.head_drop = nn.Dropout(drop_rate)
         if preact:
             self.stages = nn.Sequential(*[_PreActStage(b) for b in stages])
             self.norm = BatchNormAct2d(in_chs)  # the final BN -> ReLU of a pre-activation net
@@ -473,8 +481,11 @@ class ResNet(CnnModel):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)  # N x num_features x 1 x 1
-        if pre_logits:
+        if pre_logits or not self.num_classes:
             return x.flatten(1)
+        drop = self._modules.get("head_drop")
+        if drop is not None:
+            x = drop(x)
         if self.preact:
             return self.head(x)  # N x num_classes
         return self.fc(x.flatten(1))  # N x num_classes

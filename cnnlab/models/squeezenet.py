@@ -190,32 +190,32 @@ _TABLE3 = "Iandola et al. 2016, Table 3: top-1 accuracy on ImageNet val"
     params=1_248_424, params_exact=True, macs=818_924_576, top1=57.5, dataset="ImageNet val",
     source=f"torchvision's squeezenet1_0 (tests/reference/squeezenet1_0.json); {_TABLE3} (vanilla)",
 ))
-def squeezenet1_0(*, num_classes: int = 1000, in_chans: int = 3) -> SqueezeNet:
+def squeezenet1_0(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> SqueezeNet:
     """SqueezeNet v1.0 (Table 1 of the paper)."""
-    return SqueezeNet("1_0", num_classes=num_classes, in_chans=in_chans)
+    return SqueezeNet("1_0", num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("squeezenet1_1", 17, Published(
     params=1_235_496, params_exact=True, macs=349_151_936,
     source="torchvision's squeezenet1_1 (tests/reference/squeezenet1_1.json)",
 ))
-def squeezenet1_1(*, num_classes: int = 1000, in_chans: int = 3) -> SqueezeNet:
+def squeezenet1_1(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> SqueezeNet:
     """SqueezeNet v1.1: 3x3 conv1 and earlier pooling, 2.4x less computation than v1.0."""
-    return SqueezeNet("1_1", num_classes=num_classes, in_chans=in_chans)
+    return SqueezeNet("1_1", num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("squeezenet1_0_bypass", 21, Published(
     params=1_248_424, params_exact=True, top1=60.4, dataset="ImageNet val",
     source=f"{_TABLE3} (simple bypass); an identity bypass adds no parameters",
 ))
-def squeezenet1_0_bypass(*, num_classes: int = 1000, in_chans: int = 3) -> SqueezeNet:
+def squeezenet1_0_bypass(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> SqueezeNet:
     """SqueezeNet v1.0 with identity bypasses around fire3, fire5, fire7 and fire9."""
-    return SqueezeNet("1_0", num_classes=num_classes, in_chans=in_chans, bypass="simple")
+    return SqueezeNet("1_0", num_classes=num_classes, in_chans=in_chans, bypass="simple", dropout=drop_rate)
 
 
 @_register("squeezenet1_0_complex_bypass", 21, Published(
     top1=58.8, dataset="ImageNet val", source=f"{_TABLE3} (complex bypass)",
 ))
-def squeezenet1_0_complex_bypass(*, num_classes: int = 1000, in_chans: int = 3) -> SqueezeNet:
+def squeezenet1_0_complex_bypass(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> SqueezeNet:
     """SqueezeNet v1.0 with identity bypasses and 1x1 convolution bypasses around fire2/4/6/8."""
-    return SqueezeNet("1_0", num_classes=num_classes, in_chans=in_chans, bypass="complex")
+    return SqueezeNet("1_0", num_classes=num_classes, in_chans=in_chans, bypass="complex", dropout=drop_rate)

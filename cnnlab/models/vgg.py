@@ -120,48 +120,48 @@ def _register(name: str, published: Published):
 
 
 @_register("vgg11", _vgg_info(132_863_336, 7_609_090_048, "vgg11"))
-def vgg11(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg11(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-11 (configuration A)."""
-    return VGG(11, num_classes=num_classes, in_chans=in_chans)
+    return VGG(11, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg11_bn", _vgg_info(132_868_840, 7_609_090_048, "vgg11_bn"))
-def vgg11_bn(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg11_bn(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-11 (configuration A) with BatchNorm after every convolution."""
-    return VGG(11, batch_norm=True, num_classes=num_classes, in_chans=in_chans)
+    return VGG(11, batch_norm=True, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg13", _vgg_info(133_047_848, 11_308_466_176, "vgg13"))
-def vgg13(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg13(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-13 (configuration B)."""
-    return VGG(13, num_classes=num_classes, in_chans=in_chans)
+    return VGG(13, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg13_bn", _vgg_info(133_053_736, 11_308_466_176, "vgg13_bn"))
-def vgg13_bn(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg13_bn(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-13 (configuration B) with BatchNorm after every convolution."""
-    return VGG(13, batch_norm=True, num_classes=num_classes, in_chans=in_chans)
+    return VGG(13, batch_norm=True, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg16", _vgg_info(138_357_544, 15_470_264_320, "vgg16", top5_error=8.1))
-def vgg16(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg16(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-16 (configuration D)."""
-    return VGG(16, num_classes=num_classes, in_chans=in_chans)
+    return VGG(16, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg16_bn", _vgg_info(138_365_992, 15_470_264_320, "vgg16_bn"))
-def vgg16_bn(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg16_bn(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-16 (configuration D) with BatchNorm after every convolution."""
-    return VGG(16, batch_norm=True, num_classes=num_classes, in_chans=in_chans)
+    return VGG(16, batch_norm=True, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg19", _vgg_info(143_667_240, 19_632_062_464, "vgg19", top5_error=8.0))
-def vgg19(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg19(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-19 (configuration E)."""
-    return VGG(19, num_classes=num_classes, in_chans=in_chans)
+    return VGG(19, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)
 
 
 @_register("vgg19_bn", _vgg_info(143_678_248, 19_632_062_464, "vgg19_bn"))
-def vgg19_bn(*, num_classes: int = 1000, in_chans: int = 3) -> VGG:
+def vgg19_bn(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
     """VGG-19 (configuration E) with BatchNorm after every convolution."""
-    return VGG(19, batch_norm=True, num_classes=num_classes, in_chans=in_chans)
+    return VGG(19, batch_norm=True, num_classes=num_classes, in_chans=in_chans, dropout=drop_rate)

@@ -99,7 +99,13 @@ def test_declared_smallest_input():
     assert cnnlab.model_info("inception_v3").min_input_size == 299
     model = meta_model()
     with pytest.raises(InputSizeError, match="at least 299x299"):
-        model.eval()(meta_input(298))
+        model.train()(meta_input(298))  # the aux head runs in training mode
+    # eval mode runs no aux head: the sizes torchvision's inception_v3 takes, 75 and up
+    assert model.eval().min_input_size == 75
+    assert model(meta_input(75)).shape == (2, 1000)
+    with pytest.raises(InputSizeError, match="at least 75x75"):
+        model(meta_input(74))
+    assert model.train().min_input_size == 299
     no_aux = meta_model(aux_logits=False)
     assert no_aux.min_input_size == 75
     assert no_aux.eval()(meta_input(75)).shape == (2, 1000)
@@ -134,7 +140,7 @@ def test_bad_inputs(x, error, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(transform_input=True, in_chans=1), "transform_input"),
     (dict(drop_rate=1.0), "drop_rate"),
-    (dict(num_classes=0), "num_classes"),
+    (dict(num_classes=-1), "num_classes"),  # 0 is allowed: pooled features (timm)
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
