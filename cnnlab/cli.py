@@ -57,6 +57,10 @@ _COMMANDS: dict[str, dict[str, str]] = {
         "serve": "web app: the zoo, any model's anatomy, runs (live), an in-browser playground, comparisons",
     },
     "cnnlab.weights.cli": {"weights": "list the published pretrained weights (size, accuracy, cached?)"},
+    "cnnlab.bench.cli": {
+        "bench": "latency (median/p90/p99), images/s, peak memory, energy per batch size",
+        "compare": "Canziani-style comparison: accuracy, operations, params, time, memory, power",
+    },
 }
 
 

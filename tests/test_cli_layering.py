@@ -32,6 +32,9 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH", code, file=sys.stderr)
     (["summary", "--depth", "x", "resnet18"], 2),
     (["lecture", "no-such-example"], 2),
     (["summary", "--help"], 0),
+    (["train", "lenet5", "--epochs", "x"], 2),
+    (["train", "--help"], 0),
+    (["recipes", "--no-such-flag"], 2),
 ])
 def test_answers_without_importing_torch(argv, code):
     proc = subprocess.run([sys.executable, "-c", CHECK.format(argv=argv)], capture_output=True, text=True)
