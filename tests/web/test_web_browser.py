@@ -86,9 +86,11 @@ def test_model_page_numbers_equal_analyze(page, server):
 
 def test_model_page_bad_input_is_one_message(page, server):
     open_view(page, server.url + "#/model/lenet5?size=8&batch=1")
-    assert page.inner_text("#model-error") == "lenet5 needs inputs of at least 32x32 pixels, got 8x8"
     # the browser logs the API's 400 answer itself; nothing else may be logged
     page.console_errors[:] = [e for e in page.console_errors if "status of 400" not in e]
+    message = page.inner_text("#model-error")
+    assert message.startswith("lenet5 needs inputs of at least 32x32 pixels, got 8x8"), message
+    assert len(message.splitlines()) == 1
 
 
 def test_runs_list_and_finished_run(page, server, workdir):
