@@ -305,13 +305,17 @@ def _probe(model: nn.Module, name: str, dataset: str, input_size, num_classes: i
 
 
 # Below this many multiply-accumulates per training step (forward + backward ~ 3x the
-# forward's), a second CPU thread costs more in synchronisation than it saves: LeNet-5 at
-# batch 16 (~0.4 M MACs per image) trains faster on one thread (benchmarks/threads.py).
-SMALL_STEP_MACS = 300e6
+# forward's), a second CPU thread costs about what it saves. benchmarks/threads.py on the
+# project's quiet 2-core VM: LeNet-5 at batch 16 (8 M per step) 0.95x with 2 threads,
+# at batch 128 (67 M) 1.42x, resnet20 at batch 32 (3.9 G) 1.71x.
+SMALL_STEP_MACS = 30e6
 
 
-def choose_threads(macs_per_image: int, batch_size: int, device: torch.device, local_world_size: int = 1) -> tuple[int, str]:
-    """The CPU thread count for training: (threads, why)."""
+def choose_threads(macs_per_image: int, batch_size: int, device: torch.device, local_world_size: int = 1,
+                   load: float | None = None) -> tuple[int, str]:
+    """The CPU thread count for training: (threads, why). ``load`` is the machine's
+    1-minute load average (read when None): cores other processes keep busy are left to
+    them, because threads that wait for a core spin against each other."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -320,11 +324,20 @@ def choose_threads(macs_per_image: int, batch_size: int, device: torch.device, l
     if device.type == "cuda":
         return min(share, 4), f"CUDA training: {min(share, 4)} CPU thread(s) feed the GPU"
     step = 3 * macs_per_image * batch_size
-    if step < SMALL_STEP_MACS or share == 1:
-        why = (f"a small step ({step / 1e6:.0f} M MACs < {SMALL_STEP_MACS / 1e6:.0f} M) gains nothing from more threads"
-               if share > 1 else f"{cores} core(s) for {local_world_size} process(es)")
-        return 1, why
-    return share, f"{share} of {cores} cores for this process ({step / 1e9:.1f} G MACs per step)"
+    if share == 1:
+        return 1, f"{cores} core(s) for {local_world_size} process(es)"
+    if step < SMALL_STEP_MACS:
+        return 1, f"a small step ({step / 1e6:.0f} M MACs < {SMALL_STEP_MACS / 1e6:.0f} M) gains nothing from more threads"
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
+    free = max(1, cores - int(load))
+    if free < share:
+        return free, (f"{free} of {cores} cores: the load average is {load:.1f}, and threads waiting for a busy "
+                      "core slow each other down")
+    return share, f"{share} of {cores} cores for this process ({step / 1e9:.2f} G MACs per step)"
 
 
 def _split_validation(train_set, fraction: float, seed: int):

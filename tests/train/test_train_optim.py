@@ -190,17 +190,22 @@ def test_ema_follows_the_tensorflow_warmup_by_hand():
     assert ema_decay_at(0.9999, 0) == pytest.approx(0.1) and ema_decay_at(0.9, 10 ** 6) == 0.9
 
 
-def test_thread_choice_follows_the_work():
+def test_thread_choice_follows_the_work_and_the_load():
     from cnnlab.train.loop import SMALL_STEP_MACS, choose_threads
 
     cpu = torch.device("cpu")
     cores = len(__import__("os").sched_getaffinity(0))
-    small, why = choose_threads(400_000, 16, cpu)  # LeNet-5 at batch 16
-    assert small == 1 and "small step" in why or cores == 1
-    big, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu)
+    small, why = choose_threads(400_000, 16, cpu, load=0.0)  # LeNet-5 at batch 16
+    assert small == 1 and ("small step" in why or cores == 1)
+    big, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu, load=0.0)
     assert big == cores
-    shared, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu, local_world_size=cores)
+    shared, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu, local_world_size=cores, load=0.0)
     assert shared == 1
+    if cores > 1:
+        busy, why = choose_threads(int(SMALL_STEP_MACS), 128, cpu, load=cores - 0.5)
+        assert busy == 1 and "load average" in why
+        half, _ = choose_threads(int(SMALL_STEP_MACS), 128, cpu, load=1.2)
+        assert half == max(1, cores - 1)
 
 
 @pytest.mark.parametrize("recipe", ["inception_v3", "nasnet_imagenet", "senet", "nin", "zfnet"])
