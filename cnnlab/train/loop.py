@@ -360,7 +360,6 @@ def train(cfg: TrainConfig, module: nn.Module | None = None) -> dict[str, Any]:
     """Run one training job; returns the dict written to ``results.json``."""
     t_start = time.perf_counter()
     cfg.validate()
-    optim.preload()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     device_type = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
