@@ -6,22 +6,13 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any
+
+from cnnlab.train.cli import _key_value  # KEY=VALUE flags parse the same way everywhere
 
 __all__ = ["register"]
 
 SPACE_NAMES = ("layers", "layers-tiny", "nasnet")  # cnnlab.search.spaces.SPACES, without importing torch
 STRATEGY_NAMES = ("reinforce", "random", "evolution")
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _add_run(sub) -> None:
