@@ -90,26 +90,33 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _images_in(folder: Path, seen_files: set[str] | None = None, follow: bool = True) -> list[str]:
-    """Image files under ``folder``, following directory links but never into a folder
-    already visited, and never a file already found (by its real path, also across the
-    folders sharing ``seen_files``): a link loop or a link to another class's folder
-    would otherwise count files twice, and could put one image in both train and test."""
+def _images_in(top: Path, seen_files: set[str], seen_dirs: set[str], links: list[str]) -> list[str]:
+    """Image files under ``top``, walked once without following links: directory links
+    met on the way are appended to ``links`` for the caller to walk later. A folder
+    already walked (by its real path) is not walked again, and a file already found is not
+    listed again (``seen_dirs`` and ``seen_files`` are shared by all the walks of a scan):
+    a link loop or a link to another class's folder would otherwise count files twice,
+    and could put one image in both train and test."""
     out = []
-    seen: set[str] = set()
-    seen_files = set() if seen_files is None else seen_files
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow):
-        real = os.path.realpath(dirpath)
-        if real in seen:
+    for dirpath, dirnames, filenames in os.walk(top):  # os.walk does not follow links by default
+        real_dir = os.path.realpath(dirpath)
+        if real_dir in seen_dirs:
             dirnames[:] = []
             continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and os.path.realpath(os.path.join(dirpath, d)) not in seen)
+        seen_dirs.add(real_dir)
+        keep = []
+        for d in sorted(dirnames):
+            if not d.startswith("."):
+                path = os.path.join(dirpath, d)
+                if os.path.islink(path):
+                    links.append(path)
+                else:
+                    keep.append(d)
+        dirnames[:] = keep
         for f in sorted(filenames):
             if f.lower().endswith(IMAGE_EXTENSIONS):
                 path = os.path.join(dirpath, f)
-                real = os.path.realpath(path)
+                real = os.path.realpath(path) if os.path.islink(path) else os.path.join(real_dir, f)
                 if real not in seen_files:
                     seen_files.add(real)
                     out.append(path)
@@ -130,12 +137,19 @@ def _scan(folder: Path, classes: list[str] | None = None) -> tuple[list[tuple[st
             raise DataError(f"{folder} has classes not in the training folder: {unknown[:5]}")
     samples, empty = [], []
     seen_files: set[str] = set()
-    # Each class's own files first, then what its links add (files not found already).
-    own = {name: _images_in(folder / name, seen_files, follow=False) for name in classes if (folder / name).is_dir()}
+    seen_dirs: set[str] = set()
+    # Each class's own files first, then what its directory links add (files not found already).
+    links: dict[str, list[str]] = {name: [] for name in classes}
+    own = {name: _images_in(folder / name, seen_files, seen_dirs, links[name])
+           for name in classes if (folder / name).is_dir()}
     for k, name in enumerate(classes):
         if name not in own:
             continue
-        files = sorted(own[name] + _images_in(folder / name, seen_files))
+        files = own[name]
+        pending = links[name]
+        while pending:  # a linked folder may hold links of its own
+            files += _images_in(Path(pending.pop(0)), seen_files, seen_dirs, pending)
+        files = sorted(files)
         if not files:
             empty.append(name)
         samples += [(f, k) for f in files]
