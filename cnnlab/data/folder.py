@@ -299,15 +299,28 @@ def _open_image(path: str, channels: int = 3):
                 raise DataError(f"image {path} has {im.width}x{im.height} pixels, more than cnnlab decodes "
                                 f"({MAX_PIXELS:,}); shrink it or leave it out")
             im = ImageOps.exif_transpose(im)  # the orientation the camera recorded
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-                im = Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                im = Image.fromarray(_gray_to_8bit(np.asarray(im, dtype=np.float64), im.mode), "L")
             return im.convert("L" if channels == 1 else "RGB")
     except DataError:
         raise
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}") from None
+
+
+def _gray_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Deep grayscale scaled to 0-255 by the range its values are written in, not clipped
+    (Pillow's own conversion clips, so a 16-bit scan turns white and a 0-1 float image black):
+    16-bit modes by 65535; 32-bit integer ("I") by 65535 when a value exceeds 255, else 255;
+    float ("F") by 1 when every finite value lies in [0, 1], else as the integers."""
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if mode.startswith("I;16"):
+        top = 65535.0
+    elif mode == "F" and arr.size and arr.min() >= 0 and arr.max() <= 1:
+        top = 1.0
+    else:
+        top = 65535.0 if arr.size and arr.max() > 255 else 255.0
+    return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
 def _to_tensor(img) -> torch.Tensor:

@@ -549,17 +549,43 @@ def _train(cfg, module, dist_info, t_start) -> dict[str, Any]:
 
 
 def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[str, Any]:
-    from cnnlab.registry import create_model
-
-    from cnnlab import data as cdata
-
-    main = dist_info.is_main
+    """Stages 2-7: data, model, loaders, optimization, resume, then the epochs and the test."""
     data = _load_data(cfg, recipe)
     note = recipe_note(cfg.model) if module is None and cfg.recipe == recipe_for_model(cfg.model).name else ""
-    if main and note and cfg.progress != "none":
+    if dist_info.is_main and note and cfg.progress != "none":
         print(f"{cfg.model}: {note}.", flush=True)
+    cfg, net = _build_model(cfg, module, recipe, data, device, dist_info)
+    loaders = _make_loaders(cfg, recipe, data, net.input_size, device, dist_info)
+    run = _Run(cfg, recipe, data, net, loaders, registered=module is None, note=note, out=out, dist_info=dist_info,
+               device=device, t_start=t_start)
+    run.resume(state)
+    try:
+        run.open_records(state is not None)
+        for epoch in range(run.start_epoch, recipe.epochs):
+            run.epoch = epoch
+            run.end_epoch(epoch, run.train_epoch(epoch))
+        return run.finish()
+    except KeyboardInterrupt:
+        run.say_interrupted()
+        raise
+    finally:
+        run.close()
 
-    # 3. The model, seeded, on the device; the CPU thread count from its size.
+
+@dataclasses.dataclass
+class _Net:
+    model: nn.Module  # the registered (or given) module, never wrapped
+    input_size: tuple[int, int, int]
+    macs: int  # per image, convolutions and linear layers
+    threads: int
+    threads_why: str
+    aux_weights: tuple[float, ...]
+
+
+def _build_model(cfg, module, recipe, data: _Data, device, dist_info) -> tuple[TrainConfig, _Net]:
+    """Stage 3: the model, seeded, on the device; the CPU thread count from its size."""
+    from cnnlab.registry import create_model
+
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=data.num_classes, pretrained=cfg.pretrained) if module is None else module
     if cfg.freeze_backbone and module is None:  # fine-tune the classifier only
@@ -570,195 +596,257 @@ def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[st
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     macs = _probe(model, cfg.model, cfg.dataset, input_size, data.num_classes, device)
-    threads, threads_why = choose_threads(macs, recipe.batch_size, device, dist_info.local_world_size)
+    threads, why = choose_threads(macs, recipe.batch_size, device, dist_info.local_world_size)
     if cfg.threads is not None:
-        threads, threads_why = cfg.threads, "given (--threads)" if not cfg.resume else "kept from the run"
+        threads, why = cfg.threads, "given (--threads)" if not cfg.resume else "kept from the run"
     torch.set_num_threads(threads)
     cfg = dataclasses.replace(cfg, threads=threads)
-    aux_weights = _aux_weights(model, recipe)
-    if main and cfg.progress != "none":
+    net = _Net(model, input_size, macs, threads, why, _aux_weights(model, recipe))
+    if dist_info.is_main and cfg.progress != "none":
         val_text = f" / {len(data.val)} validation" if data.val is not None else ""
         print(f"{cfg.model} on {cfg.dataset}: {len(data.train)} training{val_text} / {len(data.test)} test images; "
               f"recipe {recipe.name} ({recipe.optimizer_text()}, lr {recipe.lr:g}, {recipe.epochs} epochs); "
-              f"{threads} CPU thread(s): {threads_why}", flush=True)
+              f"{threads} CPU thread(s): {why}", flush=True)
     torch.manual_seed(cfg.seed + 1000 * dist_info.rank + 1)  # dropout / drop-path draws differ per rank
+    return cfg, net
+
+
+@dataclasses.dataclass
+class _Loaders:
+    train: Any
+    val: Any  # None: no validation split
+    test: Any
+
+
+def _make_loaders(cfg, recipe, data: _Data, input_size, device, dist_info) -> _Loaders:
+    """The training loader (augmented, sharded under torchrun) and the evaluation loaders."""
+    from cnnlab import data as cdata
 
     augment = cdata.AugmentConfig(**recipe.augment_kwargs())
-    loader_kw = dict(device=device, input_size=input_size, seed=cfg.seed, rank=dist_info.rank,
-                     world_size=dist_info.world_size, num_workers=cfg.num_workers)
-    train_loader = cdata.make_loader(data.train, batch_size=recipe.batch_size, train=True, augment=augment, **loader_kw)
-    eval_batch = max(recipe.batch_size, 256)
-    val_loader = (cdata.make_loader(data.val, batch_size=eval_batch, train=False, **loader_kw)
-                  if data.val is not None else None)
-    test_loader = cdata.make_loader(data.test, batch_size=eval_batch, train=False, **loader_kw)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
+    kw = dict(device=device, input_size=input_size, seed=cfg.seed, rank=dist_info.rank,
+              world_size=dist_info.world_size, num_workers=cfg.num_workers)
+    train = cdata.make_loader(data.train, batch_size=recipe.batch_size, train=True, augment=augment, **kw)
+    if len(train) == 0:
         raise ValueError(f"the training set ({len(data.train)} images) is smaller than one batch of {recipe.batch_size}")
+    eval_batch = max(recipe.batch_size, 256)
+    val = cdata.make_loader(data.val, batch_size=eval_batch, train=False, **kw) if data.val is not None else None
+    return _Loaders(train, val, cdata.make_loader(data.test, batch_size=eval_batch, train=False, **kw))
 
-    # 4. Optimizer, schedule, loss scaling, weight averaging; DDP and compile wrap the model.
-    raw_model = model
-    opt = _Optimization(raw_model, recipe, steps_per_epoch, cfg.precision, device, cfg.optimizer_factory)
-    if dist_info.enabled:
-        ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}
-        model = nn.parallel.DistributedDataParallel(model, **ddp_kw)
-    if cfg.compile:
-        model = torch.compile(model, backend=cfg.compile_backend)
 
-    # 5. Resume: weights, optimizer, schedule, scaler, averages, RNG; the data order follows from (seed, epoch).
-    start_epoch, step, best_val, best_epoch = 0, 0, -1.0, None
-    if state is not None:
-        raw_model.load_state_dict(state["model"])
-        opt.load_state_dict(state)
-        set_rng_state(state["rng"][dist_info.rank] if dist_info.rank < len(state["rng"]) else state["rng"][0])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        best_val, best_epoch = float(state["best_top1"]), state.get("best_epoch")
+@dataclasses.dataclass
+class _EpochStats:
+    seconds: float
+    images: int
+    loss: float
+    top1: float
+    lr: float
 
-    meta = {
-        "model": cfg.model, "registered": module is None, "num_classes": data.num_classes,
-        "input_size": list(input_size), "classes": data.classes, "dataset": cfg.dataset,
-        "dataset_channels": data.info.channels, "dataset_image_size": list(data.info.image_size),
-        "mean": list(data.info.mean), "std": list(data.info.std), "cnnlab": env.versions()["cnnlab"],
-        "eval_weights": "ema" if opt.ema is not None else "model",
-    }
-    resolved = {**cfg.to_dict(), "overrides": recipe.to_dict()}
-    trackers = []
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+
+class _Run:
+    """The state of a run across its epochs (step, best validation, timings) and what it
+    does with it: train an epoch, validate, log, checkpoint, evaluate the test set."""
+
+    def __init__(self, cfg, recipe, data: _Data, net: _Net, loaders: _Loaders, *, registered: bool, note: str,
+                 out: Path, dist_info, device, t_start) -> None:
+        self.cfg, self.recipe, self.data, self.net, self.loaders = cfg, recipe, data, net, loaders
+        self.note, self.out, self.dist, self.device, self.t_start = note, out, dist_info, device, t_start
+        self.main = dist_info.is_main
+        self.steps_per_epoch = len(loaders.train)
+        # Stage 4: optimizer, schedule, loss scaling, weight averaging; DDP and compile wrap the model.
+        self.raw_model = model = net.model
+        self.opt = _Optimization(model, recipe, self.steps_per_epoch, cfg.precision, device, cfg.optimizer_factory)
+        if dist_info.enabled:
+            ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}
+            model = nn.parallel.DistributedDataParallel(model, **ddp_kw)
+        if cfg.compile:
+            model = torch.compile(model, backend=cfg.compile_backend)
+        self.model = model
+        self.start_epoch = self.epoch = self.step = 0
+        self.best_val, self.best_epoch = -1.0, None
+        self.resumed = False
+        self.last_good: int | None = None  # the epoch last.pt holds
+        self.val: dict[str, Any] | None = None  # the latest validation
+        self.train_images, self.train_seconds = 0, 0.0
+        self.trackers: list = []
+        self.progress = _Progress(cfg.progress, enabled=self.main)
+        self.meta = {
+            "model": cfg.model, "registered": registered, "num_classes": data.num_classes,
+            "input_size": list(net.input_size), "classes": data.classes,
+            "dataset": cfg.dataset, "dataset_channels": data.info.channels,
+            "dataset_image_size": list(data.info.image_size), "mean": list(data.info.mean), "std": list(data.info.std),
+            "cnnlab": env.versions()["cnnlab"], "eval_weights": "ema" if self.opt.ema is not None else "model",
+        }
+        self.resolved = {**cfg.to_dict(), "overrides": recipe.to_dict()}
+
+    # -- stage 5: resume; the records ---------------------------------------------------------
+
+    def resume(self, state: dict | None) -> None:
+        """Weights, optimizer, schedule, scaler, averages, RNG; the data order follows from (seed, epoch)."""
         if state is None:
-            params = sum(p.numel() for p in raw_model.parameters())
-            record = {"config": resolved, "recipe": recipe.describe(), "recipe_note": note, "model": meta,
-                      "params": params, "macs_per_image": macs, "threads": threads, "threads_reason": threads_why,
-                      "validation": data.val_source, "world_size": dist_info.world_size, "device": str(device),
-                      "versions": env.versions(), "machine": env.machine(), "git_commit": env.git_commit(),
-                      "command": sys.argv,
+            return
+        self.raw_model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state)
+        rank = self.dist.rank
+        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        self.start_epoch = self.epoch = self.last_good = int(state["epoch"])
+        self.step = int(state["step"])
+        self.best_val, self.best_epoch = float(state["best_top1"]), state.get("best_epoch")
+        self.resumed = True
+
+    def open_records(self, resumed: bool) -> None:
+        """config.json for a new run (what was asked, resolved, and the machine), and the trackers."""
+        if not self.main:
+            return
+        cfg, net, out = self.cfg, self.net, self.out
+        out.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            record = {"config": self.resolved, "recipe": self.recipe.describe(), "recipe_note": self.note,
+                      "model": self.meta, "params": sum(p.numel() for p in self.raw_model.parameters()),
+                      "macs_per_image": net.macs, "threads": net.threads, "threads_reason": net.threads_why,
+                      "validation": self.data.val_source, "world_size": self.dist.world_size,
+                      "device": str(self.device), "versions": env.versions(), "machine": env.machine(),
+                      "git_commit": env.git_commit(), "command": sys.argv,
                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-        trackers = make_trackers(cfg.trackers, out, resolved, run_name=out.name,
-                                 resume_epoch=start_epoch if state is not None else 0)
-        if state is not None:
-            for t in trackers:
-                t.log({"kind": "resume", "epoch": start_epoch, "step": step})
+        self.trackers = make_trackers(cfg.trackers, out, self.resolved, run_name=out.name,
+                                      resume_epoch=self.start_epoch if resumed else 0)
+        if resumed:
+            self.log({"kind": "resume", "epoch": self.start_epoch, "step": self.step})
 
-    def log(record: dict[str, Any]) -> None:
-        for t in trackers:
+    def log(self, record: dict[str, Any]) -> None:
+        for t in self.trackers:
             t.log(record)
 
-    def checkpoint(epoch: int, is_best: bool) -> None:
+    def close(self) -> None:
+        for t in self.trackers:
+            t.close()
+
+    def checkpoint(self, epoch: int, is_best: bool) -> None:
         rngs = [rng_state()]
-        if dist_info.enabled:
-            rngs = [None] * dist_info.world_size
+        if self.dist.enabled:
+            rngs = [None] * self.dist.world_size
             torch.distributed.all_gather_object(rngs, rng_state())
-        if not main:
+        if not self.main:
             return
-        ckpt = {"model": raw_model.state_dict(), **opt.state_dict(), "rng": rngs, "epoch": epoch, "step": step,
-                "best_top1": best_val, "best_epoch": best_epoch, "config": resolved, "meta": meta}
-        save_checkpoint(ckpt, out / "last.pt")
+        ckpt = {"model": self.raw_model.state_dict(), **self.opt.state_dict(), "rng": rngs, "epoch": epoch,
+                "step": self.step, "best_top1": self.best_val, "best_epoch": self.best_epoch,
+                "config": self.resolved, "meta": self.meta}
+        save_checkpoint(ckpt, self.out / "last.pt")
         if is_best:
-            save_checkpoint(ckpt, out / "best.pt")
+            save_checkpoint(ckpt, self.out / "best.pt")
 
-    def run_eval(loader) -> dict[str, float]:
-        return evaluate(opt.eval_model(model), loader, device=device, precision=cfg.precision,
-                        channels_last=cfg.channels_last, dist_info=dist_info)
+    def evaluate(self, loader) -> dict[str, float]:
+        cfg = self.cfg
+        return evaluate(self.opt.eval_model(self.model), loader, device=self.device, precision=cfg.precision,
+                        channels_last=cfg.channels_last, dist_info=self.dist)
 
-    # 6. The epochs: train, validate, log, checkpoint.
-    progress = _Progress(cfg.progress, enabled=main)
-    train_images, train_seconds = 0, 0.0
-    val: dict[str, Any] | None = None
-    last_good = start_epoch if state is not None else None
-    model.train()
-    epoch = start_epoch
-    try:
-        for epoch in range(start_epoch, recipe.epochs):
-            train_loader.set_epoch(epoch)
-            progress.start_epoch(epoch + 1, recipe.epochs, steps_per_epoch)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            seen = shown = 0
-            t0 = time.perf_counter()
-            for i, (x, y) in enumerate(train_loader):
-                lr = opt.before_step(step)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(device, cfg.precision):
-                    output = model(x)
-                loss, logits = loss_fn(output, y, label_smoothing=recipe.label_smoothing, aux_weights=aux_weights)
-                opt.step(loss)
-                step += 1
-                n = y.shape[0]
-                seen += n
-                loss_sum += loss.detach().double() * n
-                correct += (logits.detach().argmax(dim=1) == y).sum()
-                if device.type == "cpu" or i % 20 == 0 or i == steps_per_epoch - 1:
-                    current = loss.item()
-                    if not math.isfinite(current):
-                        good = f"{out / 'last.pt'} (epoch {last_good})" if last_good else "none: no epoch finished"
-                        log({"kind": "diverged", "epoch": epoch + 1, "step": step, "loss": current})
-                        raise TrainingDiverged(f"loss became {current} at epoch {epoch + 1}, step {step}: training "
-                                               f"stopped; the last good checkpoint is {good}. Try a lower --lr.")
-                    progress.update(i + 1 - shown, loss_sum.item() / seen, correct.item() / seen,
-                                    seen / (time.perf_counter() - t0))
-                    shown = i + 1
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            epoch_seconds = time.perf_counter() - t0
-            loss_total, correct_total, seen_total = distributed.all_sum(
-                [loss_sum.item(), correct.item(), seen], dist_info, device)
-            train_images += int(seen_total)
-            train_seconds += epoch_seconds
-            train_top1 = correct_total / seen_total
+    # -- stage 6: the epochs ------------------------------------------------------------------
 
-            record = {"kind": "epoch", "epoch": epoch + 1, "step": step, "lr": lr,
-                      "train_loss": loss_total / seen_total, "train_top1": train_top1,
-                      "epoch_seconds": epoch_seconds, "images_per_second": seen_total / epoch_seconds}
-            is_best = False
-            if val_loader is not None:
-                val = run_eval(val_loader)
-                record.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
-                is_best = val["top1"] > best_val
-                if is_best:
-                    best_val, best_epoch = val["top1"], epoch + 1
-            opt.schedule.epoch_end(train_top1 if recipe.plateau_metric == "train" else (val or {}).get("top1", 0.0))
-            log(record)
-            checkpoint(epoch + 1, is_best)
-            last_good = epoch + 1
-            shown_val = (f"val loss {val['loss']:.4f} top-1 {100 * val['top1']:.2f}%  " if val_loader is not None else "")
-            progress.end_epoch(
-                f"epoch {epoch + 1}/{recipe.epochs}  train loss {record['train_loss']:.4f} "
-                f"acc {100 * train_top1:.2f}%  {shown_val}lr {lr:.3g}  "
-                f"{record['images_per_second']:.0f} img/s  {epoch_seconds:.1f}s")
+    def train_epoch(self, epoch: int) -> _EpochStats:
+        """One pass over the training set; stops with TrainingDiverged on a non-finite loss."""
+        cfg, recipe, device, opt, model = self.cfg, self.recipe, self.device, self.opt, self.model
+        loader, steps = self.loaders.train, self.steps_per_epoch
+        model.train()
+        loader.set_epoch(epoch)
+        self.progress.start_epoch(epoch + 1, recipe.epochs, steps)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = shown = 0
+        lr = 0.0
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(loader):
+            lr = opt.before_step(self.step)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.precision):
+                output = model(x)
+            loss, logits = loss_fn(output, y, label_smoothing=recipe.label_smoothing,
+                                   aux_weights=self.net.aux_weights)
+            opt.step(loss)
+            self.step += 1
+            seen += y.shape[0]
+            loss_sum += loss.detach().double() * y.shape[0]
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            if device.type == "cpu" or i % 20 == 0 or i == steps - 1:  # (a GPU is not synchronised every step)
+                self._check_finite(loss.item(), epoch)
+                self.progress.update(i + 1 - shown, loss_sum.item() / seen, correct.item() / seen,
+                                     seen / (time.perf_counter() - t0))
+                shown = i + 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        loss_total, correct_total, seen_total = distributed.all_sum([loss_sum.item(), correct.item(), seen],
+                                                                    self.dist, device)
+        self.train_images += int(seen_total)
+        self.train_seconds += seconds
+        return _EpochStats(seconds, int(seen_total), loss_total / seen_total, correct_total / seen_total, lr)
 
-        # 7. The test set, once, with the final weights; the results.
-        if val_loader is not None and val is None:  # resumed a finished run: nothing trained
-            val = run_eval(val_loader)
-        test = run_eval(test_loader)
-        wall = time.perf_counter() - t_start
+    def _check_finite(self, loss: float, epoch: int) -> None:
+        if math.isfinite(loss):
+            return
+        good = f"{self.out / 'last.pt'} (epoch {self.last_good})" if self.last_good else "none: no epoch finished"
+        self.log({"kind": "diverged", "epoch": epoch + 1, "step": self.step, "loss": loss})
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch + 1}, step {self.step}: training "
+                               f"stopped; the last good checkpoint is {good}. Try a lower --lr.")
+
+    def end_epoch(self, epoch: int, stats: _EpochStats) -> None:
+        """Validate, step a plateau schedule, log the epoch, checkpoint (best.pt by validation top-1)."""
+        record = {"kind": "epoch", "epoch": epoch + 1, "step": self.step, "lr": stats.lr,
+                  "train_loss": stats.loss, "train_top1": stats.top1,
+                  "epoch_seconds": stats.seconds, "images_per_second": stats.images / stats.seconds}
+        is_best = False
+        if self.loaders.val is not None:
+            val = self.val = self.evaluate(self.loaders.val)
+            record.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+            is_best = val["top1"] > self.best_val
+            if is_best:
+                self.best_val, self.best_epoch = val["top1"], epoch + 1
+        plateau_on = stats.top1 if self.recipe.plateau_metric == "train" else (self.val or {}).get("top1", 0.0)
+        self.opt.schedule.epoch_end(plateau_on)
+        self.log(record)
+        self.checkpoint(epoch + 1, is_best)
+        self.last_good = epoch + 1
+        val = self.val
+        shown_val = f"val loss {val['loss']:.4f} top-1 {100 * val['top1']:.2f}%  " if val is not None else ""
+        self.progress.end_epoch(
+            f"epoch {epoch + 1}/{self.recipe.epochs}  train loss {stats.loss:.4f} "
+            f"acc {100 * stats.top1:.2f}%  {shown_val}lr {stats.lr:.3g}  "
+            f"{record['images_per_second']:.0f} img/s  {stats.seconds:.1f}s")
+
+    # -- stage 7: the test set, once, with the final weights; the results -----------------------
+
+    def finish(self) -> dict[str, Any]:
+        cfg, recipe, loaders = self.cfg, self.recipe, self.loaders
+        if loaders.val is not None and self.val is None:  # resumed a finished run: nothing trained
+            self.val = self.evaluate(loaders.val)
+        test, val = self.evaluate(loaders.test), self.val
+        wall = time.perf_counter() - self.t_start
+        summary = lambda e: {"top1": e["top1"], "top5": e["top5"], "loss": e["loss"], "samples": e["samples"]}  # noqa: E731
         results = {
             "model": cfg.model, "dataset": cfg.dataset, "recipe": recipe.name, "epochs": recipe.epochs,
-            "test": {"top1": test["top1"], "top5": test["top5"], "loss": test["loss"], "samples": test["samples"]},
-            "val": ({"top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "samples": val["samples"]}
-                    if val is not None else None),
-            "best_val_top1": best_val if val_loader is not None else None, "best_epoch": best_epoch,
-            "evaluated_weights": "exponential moving average" if opt.ema is not None else "final",
-            "validation": data.val_source, "threads": threads,
-            "world_size": dist_info.world_size, "device": str(device),
+            "test": summary(test), "val": summary(val) if val is not None else None,
+            "best_val_top1": self.best_val if loaders.val is not None else None, "best_epoch": self.best_epoch,
+            "evaluated_weights": "exponential moving average" if self.opt.ema is not None else "final",
+            "validation": self.data.val_source, "threads": self.net.threads,
+            "world_size": self.dist.world_size, "device": str(self.device),
             "precision": cfg.precision, "wall_seconds": wall,
-            "images_per_second": train_images / train_seconds if train_seconds else None,
-            "train_images": train_images, "steps": step, "out": str(out),
-            "resumed_from_epoch": start_epoch if state is not None else None,
+            "images_per_second": self.train_images / self.train_seconds if self.train_seconds else None,
+            "train_images": self.train_images, "steps": self.step, "out": str(self.out),
+            "resumed_from_epoch": self.start_epoch if self.resumed else None,
         }
-        if main:
-            (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            log({"kind": "results", "epoch": recipe.epochs, "test_top1": test["top1"], "test_top5": test["top5"],
-                 "test_loss": test["loss"], "val_top1": results["val"] and results["val"]["top1"],
-                 "wall_seconds": wall})
+        if self.main:
+            (self.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            self.log({"kind": "results", "epoch": recipe.epochs, "test_top1": test["top1"], "test_top5": test["top5"],
+                      "test_loss": test["loss"], "val_top1": results["val"] and results["val"]["top1"],
+                      "wall_seconds": wall})
         return results
-    except KeyboardInterrupt:
-        if main:
-            kept = (f"{out / 'last.pt'} holds epoch {last_good}" if last_good else "no epoch finished, nothing was kept")
-            resume = (f"; continue with: cnnlab train {cfg.model} --resume --out {out}" if last_good else "")
-            print(f"\ninterrupted during epoch {epoch + 1} of {recipe.epochs}: {kept}{resume}", file=sys.stderr,
-                  flush=True)
-        raise
-    finally:
-        for t in trackers:
-            t.close()
+
+    def say_interrupted(self) -> None:
+        """Ctrl-C: which epoch last.pt holds, and how to go on."""
+        if not self.main:
+            return
+        out, last = self.out, self.last_good
+        kept = f"{out / 'last.pt'} holds epoch {last}" if last else "no epoch finished, nothing was kept"
+        resume = f"; continue with: cnnlab train {self.cfg.model} --resume --out {out}" if last else ""
+        print(f"\ninterrupted during epoch {self.epoch + 1} of {self.recipe.epochs}: {kept}{resume}",
+              file=sys.stderr, flush=True)
