@@ -75,9 +75,7 @@ def loss_fn(output: Any, target: torch.Tensor, *, label_smoothing: float, aux_we
     return loss, output
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe, factory=None) -> torch.optim.Optimizer:
-    """The recipe's ``torch.optim`` optimizer over ``model`` (see :mod:`cnnlab.train.optim`)."""
-    return optim.build_optimizer(model, recipe, factory)
+make_optimizer = optim.build_optimizer  # the recipe's torch.optim optimizer over a model (the older name)
 
 
 def _topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) -> list[torch.Tensor]:
@@ -483,7 +481,7 @@ class _Optimization:
 
     def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, precision: str, device, factory) -> None:
         self.model, self.recipe = model, recipe
-        self.optimizer = make_optimizer(model, recipe, factory)
+        self.optimizer = optim.build_optimizer(model, recipe, factory)
         self.schedule = LRSchedule(recipe, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.ema = optim.make_ema(model, recipe.ema_decay) if recipe.ema_decay else None
