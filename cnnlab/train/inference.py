@@ -72,16 +72,21 @@ def evaluate_checkpoint(path: str | os.PathLike, dataset: str | None = None, *, 
     return {"checkpoint": str(path), "model": meta["model"], "dataset": dataset, "epoch": state["epoch"], **result}
 
 
-def _load_image(path: str | os.PathLike, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """An image file as uint8 (C, H, W) at the training data's native size, decoded as
-    image folders are (every Pillow mode, 16-bit scaled, EXIF orientation, size bounded)."""
+def _load_image(path: str | os.PathLike, channels: int, size: tuple[int, int],
+                eval_crop: float | None = None) -> torch.Tensor:
+    """An image file as uint8 (C, H, W), decoded as image folders are (every Pillow mode,
+    16-bit scaled, EXIF orientation, size bounded): resized to ``size`` (the training
+    data's native size), or, with ``eval_crop``, prepared as an image folder's test images
+    (shorter side to size / eval_crop, centre crop)."""
     from PIL import Image
 
-    from cnnlab.data.folder import _open_image, _to_tensor
+    from cnnlab.data.folder import _open_image, _to_tensor, decode_image
 
     if not Path(path).exists():
         raise FileNotFoundError(f"no image at {path}")
     try:
+        if eval_crop is not None:
+            return decode_image(str(path), size, eval_crop=eval_crop, channels=channels)
         img = _open_image(str(path), channels)
     except ValueError as exc:  # DataError
         raise ValueError(f"{path} is not an image Pillow can read: {str(exc).split(': ', 1)[-1]}") from None
@@ -107,19 +112,15 @@ def predict(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], 
     model = model_from_checkpoint(state, dev)
     channels = int(meta["dataset_channels"])
     native = tuple(meta["dataset_image_size"] or meta["input_size"][1:])
+    crop = None
     if meta["dataset"] == "imagefolder":
         # decoded exactly as the folder's test images were: shorter side to size / crop_pct, centre crop
-        from cnnlab.data.folder import EVAL_CROP, LARGE_INPUT, decode_image
+        from cnnlab.data.folder import EVAL_CROP, LARGE_INPUT
 
         native = tuple(meta["input_size"][1:])
         crop = (state["config"].get("data_options") or {}).get("crop_pct")
         crop = crop if crop is not None else (EVAL_CROP if min(native) >= LARGE_INPUT else 1.0)
-        for p in images:
-            if not Path(p).exists():
-                raise FileNotFoundError(f"no image at {p}")
-        x = torch.stack([decode_image(str(p), native, eval_crop=crop, channels=channels) for p in images])
-    else:
-        x = torch.stack([_load_image(p, channels, native) for p in images])
+    x = torch.stack([_load_image(p, channels, native, crop) for p in images])
     classes = list(meta["classes"]) or [str(i) for i in range(meta["num_classes"])]
     info = cdata.dataset_info(meta["dataset"])
     info = info.with_(mean=tuple(meta["mean"]), std=tuple(meta["std"]), channels=channels,
