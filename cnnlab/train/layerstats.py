@@ -245,15 +245,16 @@ class LayerStats:
 
         from cnnlab.train.loop import autocast
 
-        hooks = [m.register_forward_hook(keep(i)) for i, (_, m) in enumerate(self.layers)]
-        try:
-            with _side_pass(self.model, self.device):
-                with autocast(self.device, self.precision):
-                    self.model(self.x)
-                    logits = self.model(self.images) if epoch_end else None
-        finally:
-            for h in hooks:
-                h.remove()
+        logits = None
+        with _side_pass(self.model, self.device), autocast(self.device, self.precision):
+            hooks = [m.register_forward_hook(keep(i)) for i, (_, m) in enumerate(self.layers)]
+            try:
+                self.model(self.x)
+            finally:
+                for h in hooks:
+                    h.remove()
+            if epoch_end:
+                logits = self.model(self.images)
         fp16 = self.precision == "fp16"
         for i, (_, m) in enumerate(self.layers):
             ws = layer_weights(m)
