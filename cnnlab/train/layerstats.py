@@ -272,8 +272,8 @@ class LayerStats:
                 continue
             stats["act_mean"].append(_num(float(out.mean())))
             stats["act_std"].append(_num(float(out.std())) if out.numel() > 1 else None)
-            stats["act_zeros"].append(float((out == 0).double().mean()))
-            stats["act_nonpos"].append(float((out <= 0).double().mean()))
+            stats["act_zeros"].append(int((out == 0).sum()) / out.numel())
+            stats["act_nonpos"].append(int((out <= 0).sum()) / out.numel())
         seconds = time.perf_counter() - t0
         self.file.log({"kind": "layers", "epoch": epoch, "step": step, "at": at, **stats, "seconds": seconds})
         if epoch_end:
