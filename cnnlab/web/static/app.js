@@ -416,7 +416,11 @@ function layersView() {
   return {
     el,
     add(r) {
-      if (r.kind === "layers_meta") { meta = r; charts = null; el.hidden = false; if (pending) { const p = pending; pending = null; drawPreds(p); } }
+      if (r.kind === "layers_meta") {
+        meta = r; charts = null; el.hidden = false;
+        if (!meta.first_conv) filtersNote.textContent = "this model has no convolution";
+        if (pending) { const p = pending; pending = null; drawPreds(p); }
+      }
       else if (r.kind === "layers") { if (!first) first = r; latest = r; count++; el.setAttribute("data-records", String(count)); }
       else if (r.kind === "filters") { drawFilters(r); return; }
       else if (r.kind === "predictions") { drawPreds(r); return; }
