@@ -118,12 +118,12 @@ async function viewZoo(root) {
     { key: "input", label: "input", sortValue: (m) => m.input_size[1] * m.input_size[2],
       render: (m) => m.input_size.join("x") },
     { key: "dataset", label: "data" },
-    { key: "acc", label: "published accuracy",
-      sortValue: (m) => (m.published_top1 != null ? m.published_top1 : m.published_error != null ? 100 - m.published_error : null),
-      render: (m) => m.published },
     { key: "weights", label: "weights", sortValue: (m) => (m.weights && m.weights.length) || null,
       render: (m) => (m.weights && m.weights.length ? h("span", { title: "published checkpoints: " + m.weights.join(", ") +
         " (cnnlab weights " + m.name + ")" }, m.weights[0] + (m.weights.length > 1 ? ` +${m.weights.length - 1}` : "")) : "") },
+    { key: "acc", label: "published accuracy",
+      sortValue: (m) => (m.published_top1 != null ? m.published_top1 : m.published_error != null ? 100 - m.published_error : null),
+      render: (m) => m.published },
   ];
   const table = sortableTable(columns, data.models, { rowAttrs: (m) => ({ "data-model": m.name }) });
   const status = document.getElementById("zoo-status");
