@@ -147,3 +147,19 @@ def test_at_most_64_layers_spread_over_the_depth_and_the_rest_named():
 def test_layer_stats_every_must_be_a_count(bad):
     with pytest.raises(ValueError, match="layer_stats_every"):
         TrainConfig(model="lenet5", layer_stats_every=bad).validate()
+
+
+def test_the_command_line_flag(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    out = tmp_path / "lenet"
+    assert main(["train", "lenet5", "--dataset", "digits", "--epochs", "1", "--train-samples", "256",
+                 "--test-samples", "64", "--threads", "1", "--progress", "none", "--layer-stats", "4",
+                 "--out", str(out)]) == 0
+    rows = _lines(out / "layers.jsonl")
+    meta = rows[0]
+    assert meta["every"] == 4 and [l["name"] for l in meta["layers"]] == ["c1", "c3", "c5", "f6"]
+    assert meta["layers"][1]["weight_shapes"] == [[6, 3, 5, 5], [9, 4, 5, 5], [1, 6, 5, 5]]  # C3's partial table
+    assert [r["step"] for r in rows if r["kind"] == "layers"] == [0, 4, 7]  # the start, step 4, the epoch's end (7 steps)
+    ends = [r for r in rows if r["kind"] == "filters"]
+    assert [r["epoch"] for r in ends] == [0, 1] and ends[-1]["shape"] == [6, 1, 5, 5]
