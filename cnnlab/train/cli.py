@@ -122,6 +122,9 @@ def _add_train(sub) -> None:
     d.add_argument("--test-samples", type=int, help="use a seeded random subset of this many test images")
     d.add_argument("--num-workers", type=int, help="decoding processes for image folders")
     p.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
+    p.add_argument("--layer-stats", dest="layer_stats", type=int, default=0, metavar="N",
+                   help="every N steps and at each epoch's end, record per-layer weight, gradient and activation "
+                        "statistics, the first layer's filters and top-3 predictions in RUN/layers.jsonl (default 0: off)")
     _add_pretrained(p, "start from")
     p.add_argument("--freeze-backbone", action="store_true",
                    help="with --pretrained: train only the classifier (a new one when the class count differs)")
@@ -144,7 +147,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=args.progress, threads=args.threads, split_seed=args.split_seed, data_dir=args.data_dir, data_root=args.data_root,
         data_options=dict(args.data_option), download=not args.no_download, image_size=args.image_size,
         train_samples=args.train_samples, test_samples=args.test_samples, num_workers=args.num_workers,
-        pretrained=args.pretrained, freeze_backbone=args.freeze_backbone,
+        pretrained=args.pretrained, freeze_backbone=args.freeze_backbone, layer_stats_every=args.layer_stats,
     )
     results = train(cfg)
     if not _is_main_process():

@@ -50,6 +50,7 @@ class TrainConfig:
     # published weights to start from (True: the model's DEFAULT tag; or a tag); see cnnlab.weights
     pretrained: bool | str | None = None
     freeze_backbone: bool = False  # train only the classifier (needs pretrained)
+    layer_stats_every: int = 0  # record per-layer statistics every N steps in layers.jsonl (0: off)
 
     def validate(self) -> "TrainConfig":
         from cnnlab.train.trackers import TRACKERS
@@ -73,6 +74,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.layer_stats_every, int) or isinstance(self.layer_stats_every, bool) \
+                or self.layer_stats_every < 0:
+            raise ValueError(f"layer_stats_every must be an integer >= 0 (0: off), got {self.layer_stats_every!r}")
         cpus = os.cpu_count() or 1
         if self.threads is not None and self.threads > 4 * cpus:
             raise ValueError(f"threads must be at most {4 * cpus} on this machine ({cpus} logical CPUs), "

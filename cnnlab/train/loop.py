@@ -666,6 +666,7 @@ class _Run:
         self.val: dict[str, Any] | None = None  # the latest validation
         self.train_images, self.train_seconds = 0, 0.0
         self.trackers: list = []
+        self.layer_stats = None  # with --layer-stats N: the per-layer recorder (cnnlab.train.layerstats)
         self.progress = _Progress(cfg.progress, enabled=self.main)
         self.meta = {
             "model": cfg.model, "registered": registered, "num_classes": data.num_classes,
@@ -710,6 +711,19 @@ class _Run:
                                       resume_epoch=self.start_epoch if resumed else 0)
         if resumed:
             self.log({"kind": "resume", "epoch": self.start_epoch, "step": self.step})
+        self.open_layer_stats(resumed)
+
+    def open_layer_stats(self, resumed: bool) -> None:
+        """--layer-stats N: layers.jsonl, a file of its own (main process only)."""
+        if not self.cfg.layer_stats_every:
+            return
+        from cnnlab.train.layerstats import LayerStats
+
+        cfg = self.cfg
+        self.layer_stats = LayerStats(self.raw_model, self.data, self.net.input_size, every=cfg.layer_stats_every,
+                                      device=self.device, out=self.out, precision=cfg.precision,
+                                      channels_last=cfg.channels_last, seed=cfg.seed,
+                                      resume_epoch=self.start_epoch if resumed else None, step=self.step)
 
     def log(self, record: dict[str, Any]) -> None:
         for t in self.trackers:
@@ -718,6 +732,8 @@ class _Run:
     def close(self) -> None:
         for t in self.trackers:
             t.close()
+        if self.layer_stats is not None:
+            self.layer_stats.close()
 
     def checkpoint(self, epoch: int, is_best: bool) -> None:
         rngs = [rng_state()]
@@ -762,6 +778,8 @@ class _Run:
                                    aux_weights=self.net.aux_weights)
             opt.step(loss)
             self.step += 1
+            if self.layer_stats is not None:  # --layer-stats N: every N steps (no effect on training)
+                self.layer_stats.after_step(epoch + 1, self.step, last_in_epoch=i == steps - 1)
             seen += y.shape[0]
             loss_sum += loss.detach().double() * y.shape[0]
             correct += (logits.detach().argmax(dim=1) == y).sum()
@@ -772,7 +790,7 @@ class _Run:
                 shown = i + 1
         if device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - (self.layer_stats.pop_seconds() if self.layer_stats is not None else 0.0)
         loss_total, correct_total, seen_total = distributed.all_sum([loss_sum.item(), correct.item(), seen],
                                                                     self.dist, device)
         self.train_images += int(seen_total)
@@ -802,6 +820,8 @@ class _Run:
         plateau_on = stats.top1 if self.recipe.plateau_metric == "train" else (self.val or {}).get("top1", 0.0)
         self.opt.schedule.epoch_end(plateau_on)
         self.log(record)
+        if self.layer_stats is not None:
+            self.layer_stats.end_epoch(epoch + 1, self.step)
         self.checkpoint(epoch + 1, is_best)
         self.last_good = epoch + 1
         val = self.val

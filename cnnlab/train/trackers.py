@@ -41,8 +41,10 @@ class JsonlTracker(Tracker):
     dropped, so no record appears twice.
     """
 
+    FILE = "metrics.jsonl"
+
     def __init__(self, out: Path, resume_epoch: int | None = None) -> None:
-        self.path = Path(out) / "metrics.jsonl"
+        self.path = Path(out) / self.FILE
         if self.path.exists():
             self._repair(resume_epoch)
         self.file = open(self.path, "a", encoding="utf-8")
@@ -57,17 +59,21 @@ class JsonlTracker(Tracker):
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if resume_epoch is not None and isinstance(record, dict):
-                epoch = record.get("epoch")
-                if record.get("kind") == "results" or (record.get("kind") in ("epoch", "diverged")
-                                                       and isinstance(epoch, int) and epoch > resume_epoch):
-                    continue
+            if resume_epoch is not None and isinstance(record, dict) and self._dropped_on_resume(record, resume_epoch):
+                continue
             kept.append(line)
         repaired = "".join(kept)
         if repaired != text:
             tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
             tmp.write_text(repaired, encoding="utf-8")
             os.replace(tmp, self.path)
+
+    @staticmethod
+    def _dropped_on_resume(record: dict[str, Any], resume_epoch: int) -> bool:
+        """Whether a record of the file a resumed run reopens goes (it will be logged again)."""
+        epoch = record.get("epoch")
+        return record.get("kind") == "results" or (record.get("kind") in ("epoch", "diverged")
+                                                   and isinstance(epoch, int) and epoch > resume_epoch)
 
     def log(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")

@@ -6,7 +6,8 @@ One HTML page (``static/index.html``) with five views, fed by a small JSON API:
     GET /api/analyze?model=&input_size=&batch_size=    cnnlab.analyze as JSON
     GET /api/runs                    every run under the runs folder
     GET /api/run?id=RUN              one run: summary, config, metrics records
-    GET /api/run/events?id=RUN       server-sent events: the run's metrics.jsonl as it grows
+    GET /api/run/events?id=RUN       server-sent events: the run's metrics.jsonl (and layers.jsonl) as they grow
+    GET /api/run/layers?id=RUN       the run's layers.jsonl (cnnlab train --layer-stats N), if any
     GET /api/playground              the playground's checkpoint, classes and test images
     GET /api/playground/model.onnx   that checkpoint exported to ONNX (with each layer's output)
     GET /api/compare                 saved bench/compare results (*.jsonl, *.json), if any
@@ -161,7 +162,7 @@ class Zoo:
             "num_classes": info.num_classes, "params": None, "macs": None, "macs_error": None,
             "published_top1": p.top1, "published_top5": p.top5, "published_error": p.error,
             "published_dataset": p.dataset, "published": p.accuracy_text(), "published_macs": p.macs,
-            "description": info.description,
+            "description": info.description, "weights": _weight_tags(name),
         }
 
     def _fill(self) -> None:
@@ -199,6 +200,13 @@ class Zoo:
         return {"models": out, "macs_done": done, "total": len(out),
                 "macs_note": "multiply-accumulates of conv + linear per image at the model's default input "
                              "(cnnlab.analyze)"}
+
+
+def _weight_tags(name: str) -> list[str]:
+    """The tags of the published checkpoints of ``name`` (cnnlab.weights), default first."""
+    from cnnlab.weights import weight_tags
+
+    return weight_tags(name)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -436,6 +444,13 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
         except R.RunError as exc:
             return _error(str(exc), 404)
         tail = R.MetricsTail(path / "metrics.jsonl")
+        layers = R.MetricsTail(path / R.LAYERS_FILE, no_links=True)
+
+        def layer_events() -> list[str]:
+            records, restarted = layers.poll()
+            events = ["event: layers-restart\ndata: {}\n\n"] if restarted else []
+            return events + [f"event: layers\ndata: {json.dumps(R.deep_clean(r), allow_nan=False)}\n\n"
+                             for r in records]
 
         async def stream():
             yield "retry: 2000\n\n"
@@ -448,10 +463,14 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
                     yield "event: restart\ndata: {}\n\n"
                 for line in R.iter_lines(records):
                     yield f"event: record\ndata: {line}\n\n"
+                for event in await run_in_threadpool(layer_events):
+                    yield event
                 if tail.finished():
                     more, _ = tail.poll()
                     for line in R.iter_lines(more):
                         yield f"event: record\ndata: {line}\n\n"
+                    for event in await run_in_threadpool(layer_events):
+                        yield event
                     yield "event: done\ndata: {}\n\n"
                     return
                 quiet += SSE_POLL_S
@@ -462,6 +481,14 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+    async def api_run_layers(request: Request) -> Response:
+        try:
+            path = _run(request)
+        except R.RunError as exc:
+            return _error(str(exc), 404)
+        records = await run_in_threadpool(R.read_layers, path)
+        return JSONResponse({"records": records})
 
     async def api_playground(request: Request) -> Response:
         got = await run_in_threadpool(play.get)
@@ -492,6 +519,7 @@ def create_app(runs_dir: str | os.PathLike = "runs", *, playground: str | None =
         Route("/api/runs", api_runs),
         Route("/api/run", api_run),
         Route("/api/run/events", api_run_events),
+        Route("/api/run/layers", api_run_layers),
         Route("/api/playground", api_playground),
         Route("/api/playground/model.onnx", api_playground_onnx),
         Route("/api/compare", api_compare),

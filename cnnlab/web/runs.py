@@ -4,8 +4,10 @@ A run is a folder written by ``cnnlab train``: ``config.json`` (the resolved con
 ``metrics.jsonl`` (one JSON record per line, appended as the run goes: ``"kind":
 "epoch"`` records with train_loss, train_top1, test_top1, lr, images_per_second, ...
 and a final ``"kind": "results"``), ``results.json`` once it has finished, and the
-checkpoints ``best.pt`` / ``last.pt``. Nothing here imports the trainer: the web view
-reads what the trainer writes, as a script or a notebook would.
+checkpoints ``best.pt`` / ``last.pt``; with ``--layer-stats N`` also ``layers.jsonl``
+(per-layer statistics, first-layer filters, top-k predictions; see
+:mod:`cnnlab.train.layerstats`). Nothing here imports the trainer: the web view reads
+what the trainer writes, as a script or a notebook would.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["RunError", "find_runs", "resolve_run", "read_metrics", "run_summary", "MetricsTail"]
+__all__ = ["RunError", "find_runs", "resolve_run", "read_metrics", "run_summary", "MetricsTail", "layers_file",
+           "read_layers", "LAYERS_FILE"]
 
 RUN_FILES = ("config.json", "metrics.jsonl")
+LAYERS_FILE = "layers.jsonl"  # written by `cnnlab train --layer-stats N`
 MAX_DEPTH = 3          # runs are looked for this many folders below the runs folder
 RUNNING_WINDOW_S = 120  # a run without results whose metrics changed this recently is "running"
 
@@ -148,17 +152,38 @@ def run_summary(root: Path, path: Path) -> dict[str, Any]:
     }
 
 
-class MetricsTail:
-    """Follows a run's ``metrics.jsonl`` as it grows (the file may not exist yet, and
-    a restarted run may truncate it: then it is read again from the start)."""
+def layers_file(run: Path) -> Path | None:
+    """The run's ``layers.jsonl`` if it is a regular file in the run folder (not a link), else None."""
+    path = Path(run) / LAYERS_FILE
+    if path.is_symlink() or not path.is_file() or path.resolve().parent != Path(run).resolve():
+        return None
+    return path
 
-    def __init__(self, path: Path):
+
+def read_layers(run: Path) -> list[dict]:
+    """Every complete record of the run's ``layers.jsonl`` (none without one), JSON-safe."""
+    path = layers_file(run)
+    if path is None:
+        return []
+    records, _ = read_metrics(path)
+    return [deep_clean(r) for r in records]
+
+
+class MetricsTail:
+    """Follows a run's ``metrics.jsonl`` (or ``layers.jsonl``) as it grows (the file may
+    not exist yet, and a restarted run may truncate or replace it: then it is read again
+    from the start). ``no_links``: a symbolic link there is not read."""
+
+    def __init__(self, path: Path, no_links: bool = False):
         self.path = Path(path)
         self.offset = 0
+        self.no_links = no_links
 
     def poll(self) -> tuple[list[dict], bool]:
         """(new records, restarted?)."""
         restarted = False
+        if self.no_links and self.path.is_symlink():
+            return [], False
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
@@ -183,3 +208,14 @@ def _finite(r: dict) -> bool:
 
 def _clean(r: dict) -> dict:
     return {k: (None if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))) else v) for k, v in r.items()}
+
+
+def deep_clean(value: Any) -> Any:
+    """``value`` with every non-finite float, however deep, replaced by None (JSON has none)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: deep_clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [deep_clean(v) for v in value]
+    return value

@@ -183,3 +183,58 @@ def test_serve_errors_are_one_line(tmp_path, capsys):
     assert main(["serve", "--playground", str(tmp_path / "none.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnlab serve: error: no checkpoint at") and err.count("\n") == 1
+
+
+def _layers_run(runs_tree):
+    """runs/a gets a layers.jsonl (what `cnnlab train --layer-stats N` writes), one value not finite."""
+    recs = [{"kind": "layers_meta", "every": 2, "layers": [{"name": "c1", "type": "Conv2d", "weights": 150}],
+             "omitted": [], "classes": ["0", "1"], "images": [], "batch": {"source": "test"}},
+            {"kind": "layers", "epoch": 0, "step": 0, "at": "start", "weight_std": [0.1], "act_std": [NAN]},
+            {"kind": "filters", "epoch": 1, "step": 2, "layer": "c1", "shape": [1, 1, 2, 2], "values": [0, 85, 170, 255]}]
+    (runs_tree / "a" / "layers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"kind": "lay')
+    return recs
+
+
+NAN = float("nan")
+
+
+def test_layers_api_serves_the_runs_layers_jsonl(client, runs_tree, tmp_path):
+    assert client.get("/api/run/layers", params={"id": "a"}).json() == {"records": []}  # a run without --layer-stats
+    recs = _layers_run(runs_tree)
+    got = client.get("/api/run/layers", params={"id": "a"}).json()["records"]
+    assert [r["kind"] for r in got] == ["layers_meta", "layers", "filters"]  # the half-written line is not read
+    assert got[1]["act_std"] == [None] and got[1]["weight_std"] == [0.1]  # NaN, deep in a list, is null
+    assert got[2] == recs[2]
+    for bad in ("../secret", "link", "missing"):
+        r = client.get("/api/run/layers", params={"id": bad})
+        assert r.status_code == 404 and "hunter2" not in r.text
+    # a layers.jsonl that is a link (here to a file outside the runs folder) is not read
+    (tmp_path / "outside.jsonl").write_text('{"kind": "layers_meta", "secret": "hunter2"}\n')
+    (runs_tree / "a" / "layers.jsonl").unlink()
+    os.symlink(tmp_path / "outside.jsonl", runs_tree / "a" / "layers.jsonl")
+    r = client.get("/api/run/layers", params={"id": "a"})
+    assert r.json() == {"records": []} and "hunter2" not in r.text
+    with client.stream("GET", "/api/run/events", params={"id": "a"}) as s:
+        assert "hunter2" not in "".join(s.iter_text())
+
+
+def test_sse_streams_the_layers_records_too(client, runs_tree):
+    _layers_run(runs_tree)
+    with client.stream("GET", "/api/run/events", params={"id": "a"}) as r:
+        text = "".join(r.iter_text())
+    events = [block.splitlines() for block in text.split("\n\n") if block.startswith("event:")]
+    assert [e[0] for e in events] == ["event: record"] * 2 + ["event: layers"] * 3 + ["event: done"]
+    assert json.loads(events[3][1].removeprefix("data: "))["act_std"] == [None]
+
+
+def test_zoo_rows_name_the_published_weights():
+    from cnnlab.registry import list_models
+    from cnnlab.web.app import Zoo
+    from cnnlab.weights import models_with_weights, weight_tags
+
+    zoo = Zoo()  # rows as the table serves them, without starting its background thread
+    rows = {name: zoo._info(name) for name in list_models()}
+    with_weights = {n for n, r in rows.items() if r["weights"]}
+    assert with_weights == set(models_with_weights()) and len(with_weights) >= 30
+    assert rows["resnet50"]["weights"] == weight_tags("resnet50") and rows["resnet50"]["weights"][0] == "IMAGENET1K_V2"
+    assert rows["lenet5"]["weights"] == [] and rows["resnet20"]["weights"] == []

@@ -118,6 +118,9 @@ async function viewZoo(root) {
     { key: "input", label: "input", sortValue: (m) => m.input_size[1] * m.input_size[2],
       render: (m) => m.input_size.join("x") },
     { key: "dataset", label: "data" },
+    { key: "weights", label: "weights", sortValue: (m) => (m.weights && m.weights.length) || null,
+      render: (m) => (m.weights && m.weights.length ? h("span", { title: "published checkpoints: " + m.weights.join(", ") +
+        " (cnnlab weights " + m.name + ")" }, m.weights[0] + (m.weights.length > 1 ? ` +${m.weights.length - 1}` : "")) : "") },
     { key: "acc", label: "published accuracy",
       sortValue: (m) => (m.published_top1 != null ? m.published_top1 : m.published_error != null ? 100 - m.published_error : null),
       render: (m) => m.published },
@@ -285,11 +288,15 @@ async function viewRun(root, id) {
       `, lr ${r.lr != null ? Number(r.lr).toExponential(2) : "?"}, ${fmtInt(r.images_per_second)} images/s`;
   }
   function add(rec) { if (rec.kind === "epoch") { epochs.push(rec); draw(); } }
+  const layers = layersView();
+  root.append(layers.el);
   if (s.status === "running" || s.status === "stopped") {
-    // Live: the server streams metrics.jsonl from its start and then as it grows.
+    // Live: the server streams metrics.jsonl (and layers.jsonl) from their start and then as they grow.
     const es = new EventSource("/api/run/events?id=" + encodeURIComponent(id));
     es.addEventListener("record", (e) => add(JSON.parse(e.data)));
     es.addEventListener("restart", () => { epochs = []; draw(); });
+    es.addEventListener("layers", (e) => layers.add(JSON.parse(e.data)));
+    es.addEventListener("layers-restart", () => layers.reset());
     es.addEventListener("done", async () => {
       es.close();
       status.textContent = "finished"; status.className = "badge finished";
@@ -300,8 +307,128 @@ async function viewRun(root, id) {
   } else {
     info.records.forEach(add);
     draw();
+    (await getJSON("/api/run/layers?id=" + encodeURIComponent(id))).records.forEach(layers.add);
   }
   root.append(h("h2", {}, "config.json"), h("pre", { class: "tablewrap" }, JSON.stringify(info.config, null, 2)));
+}
+
+function layersView() {
+  // What `cnnlab train --layer-stats N` writes to layers.jsonl: per-layer statistics
+  // (first record vs latest, and a table), the first layer's filters, top-3 predictions.
+  const el = h("section", { id: "layers-view", "data-records": 0, hidden: true });
+  let meta = null, first = null, latest = null, count = 0, charts = null, pending = null;
+  const note = h("p", { class: "muted", id: "layers-note" });
+  const chartBox = h("div", { class: "charts" });
+  const table = h("div", { class: "tablewrap", id: "layers-table" });
+  const filters = h("div", { id: "layer-filters", class: "filters" });
+  const filtersNote = h("p", { class: "muted", id: "layer-filters-note" });
+  const preds = h("div", { id: "layer-preds", class: "preds" });
+  const predsNote = h("p", { class: "muted", id: "layer-preds-note" });
+  el.append(h("h2", {}, "Layers"), note, chartBox, table,
+    h("h2", {}, "First-layer filters"), filtersNote, filters,
+    h("h2", {}, "Held-out images: top-3 predictions"), predsNote, preds);
+  const short = (name) => name.split(".").slice(-2).join(".");
+  const names = () => (meta ? meta.layers.map((l) => l.name) : []);
+
+  function makeCharts() {
+    chartBox.replaceChildren();
+    const n = names().length;
+    const opts = { xLabel: "layer", legend: true, width: Math.min(900, Math.max(460, n * 14)),
+      xValues: (u, vals) => vals.map((v) => (Number.isInteger(v) && names()[v] ? short(names()[v]) : "")) };
+    const box = (cid) => { const d = h("div", { class: "chart", id: cid }); chartBox.append(d); return d; };
+    charts = {
+      wstd: chart(box("chart-layer-wstd"), "weight std per layer", ["first", "latest"], opts),
+      astd: chart(box("chart-layer-astd"), "activation std per layer (fixed batch)", ["first", "latest"], opts),
+      grad: chart(box("chart-layer-grad"), "gradient norm per layer (latest)", ["grad norm"], opts),
+    };
+  }
+
+  function drawStats() {
+    if (!meta || !latest) return;
+    if (!charts) makeCharts();
+    const xs = names().map((_, i) => i);
+    const col = (r, k) => xs.map((i) => (r && r[k] ? r[k][i] ?? null : null));
+    charts.wstd.set(xs, [col(first, "weight_std"), col(latest, "weight_std")]);
+    charts.astd.set(xs, [col(first, "act_std"), col(latest, "act_std")]);
+    charts.grad.set(xs, [col(latest, "grad_norm")]);
+    const pct = (v) => (v == null ? "" : (100 * v).toFixed(1) + "%");
+    table.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["layer", "type", "weights", "w mean", "w std", "w norm", "grad norm", "act mean", "act std", "zeros", "≤ 0"]
+        .map((c, i) => h("th", { class: i >= 2 ? "num" : "" }, c)))),
+      h("tbody", {}, meta.layers.map((l, i) => h("tr", { "data-layer": l.name },
+        h("td", {}, l.name), h("td", {}, l.type), h("td", { class: "num" }, fmtInt(l.weights)),
+        ["weight_mean", "weight_std", "weight_norm", "grad_norm", "act_mean", "act_std"].map((k) =>
+          h("td", { class: "num", "data-field": k }, fmtNum(latest[k][i]))),
+        h("td", { class: "num", "data-field": "act_zeros" }, pct(latest.act_zeros[i])),
+        h("td", { class: "num", "data-field": "act_nonpos" }, pct(latest.act_nonpos[i])))))));
+    note.textContent = `${meta.layers.length} layers, recorded every ${meta.every} steps and at each epoch's end; ` +
+      `latest: epoch ${latest.epoch}, step ${latest.step} (${latest.at}); first: step ${first.step}. Activations: ` +
+      meta.notes.activations + "." + (meta.omitted.length ? ` Not recorded (over ${meta.max_layers} layers): ${meta.omitted.length}: ` +
+      meta.omitted.slice(0, 20).join(", ") + (meta.omitted.length > 20 ? ", …" : "") : "");
+  }
+
+  function drawFilters(r) {
+    const [n, c, kh, kw] = r.shape, scale = Math.max(4, Math.ceil(40 / Math.max(kh, kw)));
+    filters.replaceChildren();
+    for (let f = 0; f < n; f++) {
+      const cv = h("canvas", { width: kw, height: kh, style: `width:${kw * scale}px;height:${kh * scale}px`, title: `filter ${f}` });
+      const g = cv.getContext("2d"), im = g.createImageData(kw, kh);
+      for (let k = 0; k < kh * kw; k++) {
+        for (let ch = 0; ch < 3; ch++) im.data[4 * k + ch] = r.values[((f * c) + (c === 3 ? ch : 0)) * kh * kw + k];
+        im.data[4 * k + 3] = 255;
+      }
+      g.putImageData(im, 0, 0);
+      filters.append(cv);
+    }
+    filtersNote.textContent = `${r.layer}: ${n}${r.filters_total > n ? " of " + r.filters_total : ""} filters ` +
+      `${kh}x${kw}${c === 3 ? " (RGB)" : r.channels !== "as is" ? " (" + r.channels + ")" : ""} at epoch ${r.epoch}, step ${r.step}; ` +
+      `weights ${fmtNum(r.range[0], 3)} … ${fmtNum(r.range[1], 3)} shown as black … white`;
+  }
+
+  function drawPreds(r) {
+    if (!meta) { pending = r; return; }
+    const classes = meta.classes, byIndex = new Map(meta.images.map((im) => [im.index, im]));
+    preds.replaceChildren(...r.items.map((it) => {
+      const im = byIndex.get(it.index), card = h("div", { class: "pred", "data-index": it.index });
+      if (im) {
+        const [c, hh, ww] = im.shape, cv = h("canvas", { width: ww, height: hh, style: `width:${ww * Math.max(1, Math.floor(64 / ww))}px` });
+        const g = cv.getContext("2d"), data = g.createImageData(ww, hh);
+        for (let k = 0; k < hh * ww; k++) {
+          for (let ch = 0; ch < 3; ch++) data.data[4 * k + ch] = im.pixels[(c === 3 ? ch : 0) * hh * ww + k];
+          data.data[4 * k + 3] = 255;
+        }
+        g.putImageData(data, 0, 0);
+        card.append(cv);
+      }
+      const right = it.top.length && it.top[0][0] === it.label;
+      card.append(h("div", { class: right ? "truth right" : "truth wrong" }, `label ${classes[it.label] ?? it.label}`),
+        h("div", { class: "bars" }, it.top.map(([k, p]) => h("div", { "data-class": classes[k] ?? k },
+          h("b", { class: "cls", title: classes[k] ?? k }, classes[k] ?? k),
+          h("span", { class: "bar" + (k === it.label ? " hit" : ""), style: `width:${Math.max(1, Math.round((p || 0) * 90))}px` }),
+          h("span", {}, p == null ? "?" : (100 * p).toFixed(1) + "%")))));
+      return card;
+    }));
+    const hits = r.items.filter((it) => it.top.length && it.top[0][0] === it.label).length;
+    predsNote.textContent = `epoch ${r.epoch} (step ${r.step}): ${hits} of ${r.items.length} right at top-1; ` +
+      `${meta.batch.source} images, the trained weights in eval mode`;
+  }
+
+  return {
+    el,
+    add(r) {
+      if (r.kind === "layers_meta") {
+        meta = r; charts = null; el.hidden = false;
+        if (!meta.first_conv) filtersNote.textContent = "this model has no convolution";
+        if (pending) { const p = pending; pending = null; drawPreds(p); }
+      }
+      else if (r.kind === "layers") { if (!first) first = r; latest = r; count++; el.setAttribute("data-records", String(count)); }
+      else if (r.kind === "filters") { drawFilters(r); return; }
+      else if (r.kind === "predictions") { drawPreds(r); return; }
+      else return;
+      drawStats();
+    },
+    reset() { meta = first = latest = charts = pending = null; count = 0; el.setAttribute("data-records", "0"); },
+  };
 }
 
 // ---------------------------------------------------------------- playground
