@@ -371,6 +371,13 @@ def pretrained_cfg(name: str, model: Any = None) -> dict[str, Any]:
 
 
 def _unknown(name: str) -> UnknownModelError:
+    if hasattr(name, "__fspath__"):
+        name = str(name)
+    if not isinstance(name, str):
+        return UnknownModelError(f"a model is named by a string (a registered name, or the path of an architecture "
+                                 f".json file), got {name!r} ({type(name).__name__})")
+    if name.endswith(".json"):
+        return UnknownModelError(f"no architecture file at {name} (a .json file `cnnlab search export` writes)")
     close = difflib.get_close_matches(name, list(_BUILDERS), n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(

@@ -214,6 +214,15 @@ def export_onnx(
         raise ValueError(f"--opset must be at least {DEFAULT_OPSET} (torch's ONNX exporter), got {opset!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    for flag, tol in (("atol", atol), ("rtol", rtol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
+            raise ValueError(f"--{flag} must be a number >= 0 (the parity tolerance), got {tol!r}")
+    if out is not None:  # before any work: the folder the file goes in must be makeable
+        folder = Path(out).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ValueError(f"--out {out}: {folder} is a file, so the output cannot be written under it")
     model, name, meta = load_source(source, num_classes=num_classes)
     channels = int(meta["input_size"][0]) if meta else None
     if input_size is None:
