@@ -377,7 +377,8 @@ def _unknown(name: str) -> UnknownModelError:
         return UnknownModelError(f"a model is named by a string (a registered name, or the path of an architecture "
                                  f".json file), got {name!r} ({type(name).__name__})")
     if name.endswith(".json"):
-        return UnknownModelError(f"no architecture file at {name} (a .json file `cnnlab search export` writes)")
+        return UnknownModelError(f"unknown model {name!r}: no architecture file there (the .json file "
+                                 "`cnnlab search export` writes)")
     close = difflib.get_close_matches(name, list(_BUILDERS), n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(

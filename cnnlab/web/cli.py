@@ -28,7 +28,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.results is not None and not os.path.isdir(args.results):
         raise ValueError(f"--results {args.results} is not a folder; give the folder `cnnlab compare --out` wrote")
     if args.playground is not None and not os.path.exists(args.playground):
-        raise ValueError(f"--playground {args.playground}: no such checkpoint or run folder")
+        raise ValueError(f"no checkpoint at {args.playground} (--playground: a .pt file or a run folder)")
     if args.host not in LOCAL_HOSTS:
         print(f"cnnlab serve: warning: listening on {args.host}: anyone who can reach this machine on port "
               f"{args.port} can read your runs and run analyses; the server has no authentication",
