@@ -376,6 +376,11 @@ def _unknown(name: str) -> UnknownModelError:
     if not isinstance(name, str):
         return UnknownModelError(f"a model is named by a string (a registered name, or the path of an architecture "
                                  f".json file), got {name!r} ({type(name).__name__})")
+    import os
+
+    if os.path.exists(name) and not name.endswith(".json"):
+        return UnknownModelError(f"unknown model {name!r}: that is a file or folder, not a model name; give a "
+                                 "registered name (`cnnlab models`) or an architecture .json file")
     if name.endswith(".json"):
         return UnknownModelError(f"unknown model {name!r}: no architecture file there (the .json file "
                                  "`cnnlab search export` writes)")

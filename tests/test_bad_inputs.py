@@ -105,6 +105,7 @@ CLI_CASES = [
     Cli("summary-mode-unknown", ["summary", "lenet5", "--mode", "test"], "--mode"),
     Cli("summary-json-and-csv", ["summary", "lenet5", "--json", "--csv"], "--csv"),
     Cli("summary-no-weights", ["summary", "lenet5", "--pretrained"], "lenet5"),
+    Cli("summary-of-a-checkpoint", ["summary", "{ckpt}"], "not a model name"),
     Cli("summary-missing-arch-file", ["summary", "{tmp}/nope.json"], "nope.json"),
     Cli("summary-wrong-schema-json", ["summary", "{wrong_json}"], "wrong.json"),
     Cli("summary-not-json", ["summary", "{not_json}"], "broken.json"),
@@ -187,6 +188,12 @@ CLI_CASES = [
     Cli("train-imagefolder-missing-root", T("--dataset", "imagefolder", "--data-root", "{tmp}/nope"), "nope"),
     Cli("train-imagefolder-root-is-file", T("--dataset", "imagefolder", "--data-root", "{text}"), "notes.txt"),
     Cli("train-imagefolder-empty-root", T("--dataset", "imagefolder", "--data-root", "{empty_dir}"), "empty_dir"),
+    Cli("train-imagefolder-one-class", T("--dataset", "imagefolder", "--data-root", "{one_class}"), "single class"),
+    Cli("train-imagefolder-empty-class", T("--dataset", "imagefolder", "--data-root", "{empty_class}"), "['b']"),
+    Cli("train-imagefolder-mean-text", T("--dataset", "imagefolder", "--data-root", "{good_folder}",
+                                         "--data-option", "mean=abc"), "mean"),
+    Cli("train-imagefolder-mean-without-std", T("--dataset", "imagefolder", "--data-root", "{good_folder}",
+                                                "--data-option", "mean=[0.5]"), "std"),
     Cli("train-imagefolder-bad-images", T("--dataset", "imagefolder", "--data-root", "{bad_folder}"), "fake"),
     Cli("train-data-root-without-imagefolder", T("--data-root", "{good_folder}"), "--data-root"),
     Cli("train-resume-empty-out", T("--resume", "--out", "{empty_dir}"), "empty_dir"),
@@ -206,6 +213,7 @@ CLI_CASES = [
     Cli("eval-dir-without-checkpoint", ["eval", "{empty_dir}"], "empty_dir"),
     Cli("eval-foreign-dict", ["eval", "{foreign_ckpt}"], "foreign.pt"),
     Cli("eval-bare-state-dict", ["eval", "{state_dict}"], "state_dict.pt"),
+    Cli("eval-other-models-weights", ["eval", "{other_model}"], ("lenet5", "another model")),
     Cli("eval-unknown-dataset", ["eval", "{ckpt}", "--dataset", "nosuchset"], "nosuchset"),
     Cli("eval-other-classes-dataset", ["eval", "{ckpt}", "--dataset", "shapes"], "shapes"),
     Cli("eval-batch-zero", ["eval", "{ckpt}", "--batch-size", "0"], "batch"),
@@ -226,6 +234,8 @@ CLI_CASES = [
     Cli("predict-top-k-negative", ["predict", "{ckpt}", "{png}", "--top-k=-1"], "--top-k"),
     Cli("predict-top-k-above-classes", ["predict", "{ckpt}", "{png}", "--top-k", "1000", "--device", "cpu"],
         "digit.png", OK),
+    Cli("predict-rgba-and-16-bit", ["predict", "{ckpt}", "{rgba_png}", "{i16_png}", "--device", "cpu"], "i16.png",
+        OK),  # converted to the model's one channel
     Cli("predict-missing-checkpoint", ["predict", "{tmp}/nope.pt", "{png}"], "nope.pt"),
     Cli("predict-truncated-checkpoint", ["predict", "{trunc_ckpt}", "{png}"], "trunc.pt"),
     Cli("predict-model-name-without-pretrained", ["predict", "lenet5", "{png}"], ("lenet5", "--pretrained")),
@@ -291,6 +301,8 @@ CLI_CASES = [
     Cli("export-num-classes-negative", E("--num-classes=-3"), "num_classes"),
     Cli("export-input-size-text", E("--input-size", "foo"), "foo"),
     Cli("export-atol-negative", ["export", "lenet5", "--out", "{tmp}/m.onnx", "--atol=-1"], "atol"),
+    Cli("export-checkpoint-num-classes", ["export", "{ckpt}", "--num-classes", "5", "--no-check",
+                                          "--out", "{tmp}/m.onnx"], "--num-classes"),
     Cli("export-truncated-checkpoint", ["export", "{trunc_ckpt}", "--out", "{tmp}/m.onnx"], "trunc.pt"),
     Cli("export-missing-checkpoint", ["export", "{tmp}/nope.pt", "--out", "{tmp}/m.onnx"], "nope.pt"),
     Cli("export-out-under-file", E("--out", "{text}/m.onnx"), "notes.txt"),
@@ -549,6 +561,14 @@ def lab(tmp_path_factory) -> dict[str, Path]:
         for i in range(4):
             Image.new("L", (16, 16), 40 * i).save(root / "good_folder" / c / f"{i}.png")
     lab["bad_folder"], lab["good_folder"] = root / "bad_folder", root / "good_folder"
+    for folder, classes in (("one_class", ("a",)), ("empty_class", ("a", "b"))):
+        for c in classes:
+            (root / folder / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (16, 16), 50 * i).save(root / folder / "a" / f"{i}.png")
+        lab[folder] = root / folder
+    Image.new("RGBA", (40, 20), (10, 200, 30, 128)).save(put("rgba_png", "rgba.png"))
+    Image.new("I;16", (28, 28)).save(put("i16_png", "i16.png"))
     put("mine", "mine.txt", "my own notes, not a bench file\n")
     put("bench_jsonl", "bench.jsonl", json.dumps({"type": "environment", "cnnlab": "0.1.0"}) + "\n")
 
@@ -567,6 +587,9 @@ def lab(tmp_path_factory) -> dict[str, Path]:
     put("trunc_ckpt", "trunc.pt", lab["ckpt"].read_bytes()[: lab["ckpt"].stat().st_size // 2])
     torch.save({"foo": 1, "bar": [1, 2]}, put("foreign_ckpt", "foreign.pt"))
     torch.save(cnnlab.create_model("lenet5").state_dict(), put("state_dict", "state_dict.pt"))
+    state = torch.load(lab["ckpt"], weights_only=False)
+    state["model"] = cnnlab.create_model("resnet20", num_classes=10).state_dict()  # another model's weights
+    torch.save(state, put("other_model", "other_model.pt"))
     return lab
 
 

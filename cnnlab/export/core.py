@@ -139,6 +139,9 @@ def load_source(source: str | os.PathLike | nn.Module, *, num_classes: int | Non
 
         state = load_checkpoint(path)
         meta = dict(state["meta"])
+        if num_classes is not None and num_classes != int(meta.get("num_classes", -1)):
+            raise ValueError(f"--num-classes is for a registered model: the checkpoint {path} has its own "
+                             f"{meta.get('num_classes')} classes (a new classifier would be untrained)")
         return model_from_checkpoint(state, "cpu"), str(meta["model"]), meta
     if is_model(text):
         kwargs = {} if num_classes is None else {"num_classes": num_classes}

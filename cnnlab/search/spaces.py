@@ -345,6 +345,13 @@ def get_space(name: str, **args: Any) -> SearchSpace:
     """The search space ``name`` with ``args`` (e.g. ``get_space("nasnet", num_blocks=2)``)."""
     if name not in SPACES:
         raise ValueError(f"unknown search space {name!r}; choose from {', '.join(SPACES)}")
+    import inspect
+
+    accepted = [p for p in inspect.signature(SPACES[name]).parameters if p not in ("self", "args", "kwargs")]
+    unknown = [k for k in args if k not in accepted]
+    if unknown:
+        raise ValueError(f"space {name!r}: unexpected keyword option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted) or '(none)'} (--space-option KEY=VALUE)")
     try:
         return SPACES[name](**args)
     except TypeError as exc:

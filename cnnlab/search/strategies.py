@@ -212,6 +212,13 @@ def get_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -
     """The strategy ``name`` on ``space``; ``options`` are its hyperparameters."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown search strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    import inspect
+
+    accepted = [p for p in inspect.signature(STRATEGIES[name]).parameters if p not in ("space", "seed")]
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ValueError(f"strategy {name!r}: unexpected keyword option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted) or '(none)'} (--strategy-option KEY=VALUE)")
     try:
         return STRATEGIES[name](space, seed=seed, **options)
     except TypeError as exc:
