@@ -440,6 +440,8 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> An
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     """Registered model names matching the shell-style ``pattern``, sorted."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a shell-style string such as 'resnet*', got {pattern!r}")
     _ensure_loaded()
     names = [n for n in _BUILDERS if fnmatch.fnmatchcase(n, pattern)]
     if family is not None:

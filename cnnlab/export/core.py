@@ -254,6 +254,11 @@ def export_onnx(
         names = [n for n, _ in model.named_children()]
     else:
         names = list(activations or [])
+        known = dict(model.named_modules())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"activations: {name} has no layer {', '.join(map(repr, unknown))}; its top-level "
+                             f"layers: {', '.join(n for n, _ in model.named_children())}")
     wrapper = _Exportable(model, pre, names).eval()
     try:
         return _export_checked(wrapper, name, source, pre, names, example_shape, out, opset, check, atol, rtol, seed)
