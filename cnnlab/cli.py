@@ -83,13 +83,13 @@ def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: S
     """Report arguments no parser took, from the (sub)command they were given to, with close flags."""
     import difflib
 
-    target = parser
-    while True:  # the innermost subcommand named in argv
+    target, rest = parser, list(argv)
+    while True:  # the innermost subcommand named in argv, each level after the one before
         subs = [a for a in target._actions if isinstance(a, argparse._SubParsersAction)]
-        nxt = next((subs[0].choices[a] for a in argv if subs and a in subs[0].choices), None)
-        if nxt is None:
+        at = next((i for i, a in enumerate(rest) if subs and a in subs[0].choices), None)
+        if at is None:
             break
-        target = nxt
+        target, rest = subs[0].choices[rest[at]], rest[at + 1:]
     flags = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
     close = [m for e in extra if e.startswith("--")
              for m in difflib.get_close_matches(e.split("=", 1)[0], flags, n=1, cutoff=0.6)]

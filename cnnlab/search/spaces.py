@@ -347,8 +347,10 @@ def get_space(name: str, **args: Any) -> SearchSpace:
         raise ValueError(f"unknown search space {name!r}; choose from {', '.join(SPACES)}")
     import inspect
 
-    accepted = [p for p in inspect.signature(SPACES[name]).parameters if p not in ("self", "args", "kwargs")]
-    unknown = [k for k in args if k not in accepted]
+    params = inspect.signature(SPACES[name]).parameters
+    accepted = [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    takes_any = any(v.kind == v.VAR_KEYWORD for v in params.values())
+    unknown = [] if takes_any else [k for k in args if k not in accepted]
     if unknown:
         raise ValueError(f"space {name!r}: unexpected keyword option {', '.join(unknown)}; its options: "
                          f"{', '.join(accepted) or '(none)'} (--space-option KEY=VALUE)")
