@@ -201,6 +201,18 @@ def _is_user_error(exc: BaseException) -> bool:
     return False
 
 
+def _out_of_memory(exc: BaseException) -> str | None:
+    """PyTorch's CPU allocator failing (a RuntimeError, not a MemoryError), said as what it is."""
+    import re
+
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or "can't allocate memory" not in text:
+        return None
+    asked = re.search(r"tried to allocate (\d+) bytes", text)
+    size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB in one tensor)" if asked else ""
+    return f"out of memory{size}: give a smaller --batch-size or input size"
+
+
 def _where(exc: BaseException) -> str:
     """The innermost frame of the traceback in cnnlab's own code, as ``path:line in function``."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -244,8 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("CNNLAB_DEBUG"):
             raise
-        if _is_user_error(exc):
-            print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
+        if _is_user_error(exc) or _out_of_memory(exc):
+            print(f"cnnlab {args.command}: error: {_out_of_memory(exc) or exc}", file=sys.stderr)
             return 2
         _report_bug(args.command, exc)
         return 1

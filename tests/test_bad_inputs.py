@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -199,6 +200,10 @@ CLI_CASES = [
     Cli("train-resume-empty-out", T("--resume", "--out", "{empty_dir}"), "empty_dir"),
     Cli("train-resume-missing-out", T("--resume", "--out", "{tmp}/nope"), "nope"),
     Cli("train-resume-other-model", T("--resume", "--out", "{run}", model="resnet20"), "lenet5"),
+    Cli("train-resume-truncated-last", T("--resume", "--out", "{run_trunc_last}"), "last.pt",
+        keeps="run_trunc_best"),
+    Cli("train-resume-broken-config-json", T("--resume", "--out", "{run_bad_config}", "--epochs", "2"),
+        "test accuracy", OK),  # the run's settings are read from last.pt
     Cli("train-out-is-file", T("--out", "{text}"), ("--out", "notes.txt")),
     Cli("train-out-existing-run", T("--out", "{run}"), "--resume", keeps="ckpt"),
     Cli("train-missing-arch-file", T(model="{tmp}/nope.json"), ("nope.json", "no architecture file")),
@@ -214,6 +219,7 @@ CLI_CASES = [
     Cli("eval-foreign-dict", ["eval", "{foreign_ckpt}"], "foreign.pt"),
     Cli("eval-bare-state-dict", ["eval", "{state_dict}"], "state_dict.pt"),
     Cli("eval-other-models-weights", ["eval", "{other_model}"], ("lenet5", "another model")),
+    Cli("eval-code-in-pickle", ["eval", "{evil}"], ("evil.pt", "weights_only")),
     Cli("eval-unknown-dataset", ["eval", "{ckpt}", "--dataset", "nosuchset"], "nosuchset"),
     Cli("eval-other-classes-dataset", ["eval", "{ckpt}", "--dataset", "shapes"], "shapes"),
     Cli("eval-batch-zero", ["eval", "{ckpt}", "--batch-size", "0"], "batch"),
@@ -236,6 +242,7 @@ CLI_CASES = [
         "digit.png", OK),
     Cli("predict-rgba-and-16-bit", ["predict", "{ckpt}", "{rgba_png}", "{i16_png}", "--device", "cpu"], "i16.png",
         OK),  # converted to the model's one channel
+    Cli("predict-code-in-pickle", ["predict", "{evil}", "{png}"], ("evil.pt", "weights_only")),
     Cli("predict-missing-checkpoint", ["predict", "{tmp}/nope.pt", "{png}"], "nope.pt"),
     Cli("predict-truncated-checkpoint", ["predict", "{trunc_ckpt}", "{png}"], "trunc.pt"),
     Cli("predict-model-name-without-pretrained", ["predict", "lenet5", "{png}"], ("lenet5", "--pretrained")),
@@ -304,6 +311,9 @@ CLI_CASES = [
     Cli("export-atol-negative", ["export", "lenet5", "--out", "{tmp}/m.onnx", "--atol=-1"], "atol"),
     Cli("export-checkpoint-num-classes", ["export", "{ckpt}", "--num-classes", "5", "--no-check",
                                           "--out", "{tmp}/m.onnx"], "--num-classes"),
+    Cli("export-code-in-pickle", ["export", "{evil}", "--out", "{tmp}/m.onnx"], ("evil.pt", "weights_only")),
+    # 400 TB: beyond any address space, so refused at once even where memory is overcommitted
+    Cli("export-batch-huge", E("--batch-size", "100000000000"), ("out of memory", "--batch-size")),
     Cli("export-truncated-checkpoint", ["export", "{trunc_ckpt}", "--out", "{tmp}/m.onnx"], "trunc.pt"),
     Cli("export-missing-checkpoint", ["export", "{tmp}/nope.pt", "--out", "{tmp}/m.onnx"], "nope.pt"),
     Cli("export-out-under-file", E("--out", "{text}/m.onnx"), ("--out", "notes.txt")),
@@ -516,6 +526,7 @@ API_CASES = [
     Api("weights-read-text", lambda lab: _read_weights(lab["text"], "pickle"), ValueError, "notes.txt"),
     Api("weights-read-text-safetensors", lambda lab: _read_weights(lab["text"], "safetensors"), ValueError,
         "notes.txt"),
+    Api("weights-read-code-in-pickle", lambda lab: _read_weights(lab["evil"], "pickle"), ValueError, "refused"),
     Api("weights-read-unknown-format", lambda lab: _read_weights(lab["state_dict"], "onnx"), ValueError, "onnx"),
     Api("weights-of-another-model", lambda lab: __import__("cnnlab.weights.load", fromlist=["x"]).load_weights(
         cnnlab.create_model("resnet18"), __import__("cnnlab.weights", fromlist=["x"]).get_weights("resnet18"),
@@ -634,13 +645,31 @@ def lab(tmp_path_factory) -> dict[str, Path]:
         os.chdir(cwd)
     lab["run"], lab["ckpt"], lab["search"] = root / "run", root / "run" / "best.pt", root / "search"
     lab["search_state"] = root / "search" / "state.pt"
+    for copy in ("run_trunc_last", "run_bad_config"):
+        shutil.copytree(lab["run"], root / copy)
+        lab[copy] = root / copy
+    last = lab["run_trunc_last"] / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    lab["run_trunc_best"] = lab["run_trunc_last"] / "best.pt"
+    (lab["run_bad_config"] / "config.json").write_text('{"model": "lenet5", ')
     put("trunc_ckpt", "trunc.pt", lab["ckpt"].read_bytes()[: lab["ckpt"].stat().st_size // 2])
     torch.save({"foo": 1, "bar": [1, 2]}, put("foreign_ckpt", "foreign.pt"))
     torch.save(cnnlab.create_model("lenet5").state_dict(), put("state_dict", "state_dict.pt"))
     state = torch.load(lab["ckpt"], weights_only=False)
     state["model"] = cnnlab.create_model("resnet20", num_classes=10).state_dict()  # another model's weights
     torch.save(state, put("other_model", "other_model.pt"))
+    torch.save({"format": 1, "model": _Evil(str(root / "pwned")), "meta": {"model": "lenet5"}}, put("evil", "evil.pt"))
     return lab
+
+
+class _Evil:
+    """Unpickling this runs code (it would create the file ``marker``): loading must refuse it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
 
 
 def _fill(arg: str, lab: dict[str, Path], tmp: Path) -> str:
@@ -687,6 +716,7 @@ def test_cli_bad_input(case: Cli, lab, tmp_path, monkeypatch, no_server):
     argv = [_fill(a, lab, tmp_path) for a in case.argv]
     kept = lab[case.keeps].read_bytes() if case.keeps else None
     rc, out, err = run_cli(argv)
+    assert not (lab["run"].parent / "pwned").exists(), "a checkpoint ran code when loaded"
     if kept is not None:
         assert lab[case.keeps].read_bytes() == kept, f"{lab[case.keeps]} was changed"
     assert "Traceback" not in err and "internal error" not in err, err
