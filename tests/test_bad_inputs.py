@@ -10,6 +10,12 @@ look wrong but have a right answer, which the command must give (exit status 0).
 Files the cases need (a trained checkpoint, a truncated one, a text file named .png,
 ...) are made once per module in ``lab``; ``{name}`` in an argument is replaced by the
 path of ``lab[name]`` and ``{tmp}`` by a fresh folder for the case.
+
+When the table was written (against commit 7a1e8dc), 67 of its 360 cases misbehaved: 41 unclear
+(16 of them argparse's whole usage, 36 lines for `train`, printed above the one-line error), 22
+bad inputs accepted in silence, 3 internal errors and 1 lost file (`bench --out NOTES --resume`
+truncated a file that was not a bench file). Each was fixed, or, where the behaviour was right,
+the case was (those are the OK cases, with a comment saying why).
 """
 from __future__ import annotations
 
@@ -25,7 +31,15 @@ import pytest
 import torch
 
 import cnnlab
+from cnnlab import bench as cbench
+from cnnlab import data as cdata
+from cnnlab import experiments as cexp
+from cnnlab import export as cexport
+from cnnlab import train as ctrain
+from cnnlab import weights as cweights
 from cnnlab.cli import main
+from cnnlab.train import checkpoint, inference, recipes
+from cnnlab.weights import load as wload
 
 OK = "ok"  # expected: handled correctly, exit status 0
 HELP = "help"
@@ -452,7 +466,7 @@ API_CASES = [
     Api("fit-epochs-string", lambda lab: _fit(epochs="2", out=str(lab["tmp"] / "r")), None, ""),  # read as 2
     Api("fit-batch-float", lambda lab: _fit(batch_size=2.5, out=str(lab["tmp"] / "r")), (TypeError, ValueError),
         "batch_size"),
-    Api("fit-module-no-dataset", lambda lab: __import__("cnnlab.train", fromlist=["fit"]).fit(torch.nn.Linear(2, 2)),
+    Api("fit-module-no-dataset", lambda lab: ctrain.fit(torch.nn.Linear(2, 2)),
         ValueError, "dataset"),
     Api("fit-recipe-unknown", lambda lab: _fit(recipe="nosuch"), ValueError, "nosuch"),
     Api("fit-optimizer-unknown", lambda lab: _fit(optimizer="nosuch", out=str(lab["tmp"] / "r")), ValueError, "nosuch"),
@@ -467,58 +481,58 @@ API_CASES = [
         "val_fraction"),
     Api("fit-milestones-text", lambda lab: _fit(milestones=(0.5, "x"), out=str(lab["tmp"] / "r")), ValueError,
         "milestones"),
-    Api("fit-dataset-unknown", lambda lab: __import__("cnnlab.train", fromlist=["fit"]).fit("lenet5", "nosuchset"),
+    Api("fit-dataset-unknown", lambda lab: ctrain.fit("lenet5", "nosuchset"),
         ValueError, "nosuchset"),
-    Api("recipe-unknown-field", lambda lab: __import__("cnnlab.train.recipes", fromlist=["x"]).get_recipe(
+    Api("recipe-unknown-field", lambda lab: recipes.get_recipe(
         "lenet5", bogus=1), (TypeError, ValueError), "bogus"),
-    Api("recipe-lr-negative", lambda lab: __import__("cnnlab.train.recipes", fromlist=["x"]).get_recipe(
+    Api("recipe-lr-negative", lambda lab: recipes.get_recipe(
         "lenet5", lr=-1.0), ValueError, "lr"),
     Api("recipe-epochs-bool", lambda lab: _recipe(epochs=True), ValueError, "epochs"),
     Api("recipe-schedule-misspelt", lambda lab: _recipe(schedule="cosinee"), ValueError, "cosinee"),
     Api("recipe-optimizer-options-string", lambda lab: _recipe(optimizer_options="amsgrad=true"), ValueError,
         "optimizer_options"),
     Api("recipe-milestones-string", lambda lab: _recipe(milestones="0.5"), None, ""),  # read as (0.5,), as the CLI
-    Api("checkpoint-truncated", lambda lab: __import__("cnnlab.train.checkpoint", fromlist=["x"]).load_checkpoint(
+    Api("checkpoint-truncated", lambda lab: checkpoint.load_checkpoint(
         lab["trunc_ckpt"]), ValueError, "trunc.pt"),
-    Api("checkpoint-missing", lambda lab: __import__("cnnlab.train.checkpoint", fromlist=["x"]).load_checkpoint(
+    Api("checkpoint-missing", lambda lab: checkpoint.load_checkpoint(
         lab["tmp"] / "nope.pt"), (OSError, ValueError), "nope.pt"),
-    Api("evaluate-text-checkpoint", lambda lab: __import__("cnnlab.train.inference", fromlist=["x"]).evaluate_checkpoint(
+    Api("evaluate-text-checkpoint", lambda lab: inference.evaluate_checkpoint(
         lab["text_pt"]), ValueError, "notes.pt"),
-    Api("predict-not-image", lambda lab: __import__("cnnlab.train.inference", fromlist=["x"]).predict(
+    Api("predict-not-image", lambda lab: inference.predict(
         lab["ckpt"], [lab["fake_png"]], device="cpu"), ValueError, "fake.png"),
     # -- data ------------------------------------------------------------------------------
-    Api("dataset-unknown", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset("nosuchset"), ValueError,
+    Api("dataset-unknown", lambda lab: cdata.load_dataset("nosuchset"), ValueError,
         "nosuchset"),
-    Api("dataset-split-unknown", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset(
+    Api("dataset-split-unknown", lambda lab: cdata.load_dataset(
         "digits", split="validation"), ValueError, "validation"),
-    Api("dataset-option-unknown", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset(
+    Api("dataset-option-unknown", lambda lab: cdata.load_dataset(
         "digits", bogus=1), (TypeError, ValueError), "bogus"),
-    Api("shapes-zero-samples", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset(
+    Api("shapes-zero-samples", lambda lab: cdata.load_dataset(
         "shapes", num_samples=0), ValueError, "num_samples"),
-    Api("shapes-zero-size", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset(
+    Api("shapes-zero-size", lambda lab: cdata.load_dataset(
         "shapes", image_size=0), ValueError, "image_size"),
-    Api("imagefolder-missing", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset(
+    Api("imagefolder-missing", lambda lab: cdata.load_dataset(
         "imagefolder", root=str(lab["tmp"] / "nope")), (OSError, ValueError), "nope"),
     Api("loader-batch-zero", lambda lab: _loader(batch_size=0), ValueError, "batch_size"),
     Api("loader-batch-negative", lambda lab: _loader(batch_size=-1), ValueError, "batch_size"),
     Api("loader-batch-float", lambda lab: _loader(batch_size=2.5), (TypeError, ValueError), "batch_size"),
-    Api("loader-no-dataset", lambda lab: __import__("cnnlab.data", fromlist=["x"]).make_loader(
+    Api("loader-no-dataset", lambda lab: cdata.make_loader(
         None, batch_size=4, train=True), ValueError, "NoneType"),
-    Api("dataset-split-none", lambda lab: __import__("cnnlab.data", fromlist=["x"]).load_dataset("digits", split=None),
+    Api("dataset-split-none", lambda lab: cdata.load_dataset("digits", split=None),
         ValueError, "None"),
-    Api("augment-crop-negative", lambda lab: __import__("cnnlab.data", fromlist=["x"]).AugmentConfig(crop_padding=-1),
+    Api("augment-crop-negative", lambda lab: cdata.AugmentConfig(crop_padding=-1),
         ValueError, "crop_padding"),
-    Api("augment-cutout-nan", lambda lab: _loader(augment=__import__("cnnlab.data", fromlist=["x"]).AugmentConfig(
+    Api("augment-cutout-nan", lambda lab: _loader(augment=cdata.AugmentConfig(
         cutout=math.nan)), ValueError, "cutout"),
-    Api("augment-scale-reversed", lambda lab: __import__("cnnlab.data", fromlist=["x"]).AugmentConfig(
+    Api("augment-scale-reversed", lambda lab: cdata.AugmentConfig(
         random_resized_crop=True, scale=(0.9, 0.1)), ValueError, "scale"),
     Api("loader-input-size-zero", lambda lab: _loader(input_size=(1, 0, 0)), ValueError, "input_size"),
     # -- weights ---------------------------------------------------------------------------
-    Api("weights-unknown-model", lambda lab: __import__("cnnlab.weights", fromlist=["x"]).get_weights("nosuchnet"),
+    Api("weights-unknown-model", lambda lab: cweights.get_weights("nosuchnet"),
         ValueError, "nosuchnet"),
-    Api("weights-unknown-tag", lambda lab: __import__("cnnlab.weights", fromlist=["x"]).get_weights(
+    Api("weights-unknown-tag", lambda lab: cweights.get_weights(
         "resnet50", "NOSUCH"), ValueError, "NOSUCH"),
-    Api("weights-none-published", lambda lab: __import__("cnnlab.weights", fromlist=["x"]).get_weights("lenet5"),
+    Api("weights-none-published", lambda lab: cweights.get_weights("lenet5"),
         ValueError, "lenet5"),
     # -- bench -----------------------------------------------------------------------------
     Api("weights-read-missing", lambda lab: _read_weights(lab["tmp"] / "nope.pt", "pickle"), ValueError,
@@ -528,35 +542,35 @@ API_CASES = [
         "notes.txt"),
     Api("weights-read-code-in-pickle", lambda lab: _read_weights(lab["evil"], "pickle"), ValueError, "refused"),
     Api("weights-read-unknown-format", lambda lab: _read_weights(lab["state_dict"], "onnx"), ValueError, "onnx"),
-    Api("weights-of-another-model", lambda lab: __import__("cnnlab.weights.load", fromlist=["x"]).load_weights(
-        cnnlab.create_model("resnet18"), __import__("cnnlab.weights", fromlist=["x"]).get_weights("resnet18"),
+    Api("weights-of-another-model", lambda lab: wload.load_weights(
+        cnnlab.create_model("resnet18"), cweights.get_weights("resnet18"),
         lab["state_dict"]), ValueError, "does not fit resnet18"),
-    Api("bench-unknown-model", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).bench(["nosuchnet"], [1]),
+    Api("bench-unknown-model", lambda lab: cbench.bench(["nosuchnet"], [1]),
         ValueError, "nosuchnet"),
-    Api("bench-batch-zero", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).bench(["lenet5"], [0]), ValueError,
+    Api("bench-batch-zero", lambda lab: cbench.bench(["lenet5"], [0]), ValueError,
         "batch"),
-    Api("bench-unknown-setting", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).bench(["lenet5"], [1], bogus=1),
+    Api("bench-unknown-setting", lambda lab: cbench.bench(["lenet5"], [1], bogus=1),
         (TypeError, ValueError), "bogus"),
-    Api("bench-min-time-nan", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).bench(
+    Api("bench-min-time-nan", lambda lab: cbench.bench(
         ["lenet5"], [1], min_time=math.nan), ValueError, "min_time"),
-    Api("bench-read-missing", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).read_results(
+    Api("bench-read-missing", lambda lab: cbench.read_results(
         str(lab["tmp"] / "nope.jsonl")), (OSError, ValueError), "nope.jsonl"),
-    Api("bench-models-string", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).bench("lenet5", [1],
+    Api("bench-models-string", lambda lab: cbench.bench("lenet5", [1],
                                                                                               min_time=0.01),
         (TypeError, ValueError), "lenet5"),
     # -- export ----------------------------------------------------------------------------
-    Api("compare-nothing", lambda lab: __import__("cnnlab.bench", fromlist=["x"]).compare([], out=str(lab["tmp"] / "c")),
+    Api("compare-nothing", lambda lab: cbench.compare([], out=str(lab["tmp"] / "c")),
         ValueError, "--preset"),
-    Api("export-unknown", lambda lab: __import__("cnnlab.export", fromlist=["x"]).export_onnx(
+    Api("export-unknown", lambda lab: cexport.export_onnx(
         "nosuchnet", lab["tmp"] / "m.onnx"), ValueError, "nosuchnet"),
-    Api("export-opset-zero", lambda lab: __import__("cnnlab.export", fromlist=["x"]).export_onnx(
+    Api("export-opset-zero", lambda lab: cexport.export_onnx(
         "lenet5", lab["tmp"] / "m.onnx", opset=0, check=False), ValueError, "opset"),
-    Api("export-batch-zero", lambda lab: __import__("cnnlab.export", fromlist=["x"]).export_onnx(
+    Api("export-batch-zero", lambda lab: cexport.export_onnx(
         "lenet5", lab["tmp"] / "m.onnx", batch_size=0, check=False), ValueError, "batch size"),
-    Api("export-atol-nan", lambda lab: __import__("cnnlab.export", fromlist=["x"]).export_onnx(
+    Api("export-atol-nan", lambda lab: cexport.export_onnx(
         "lenet5", lab["tmp"] / "m.onnx", atol=math.nan), ValueError, "atol"),
     # -- search ----------------------------------------------------------------------------
-    Api("export-activation-unknown", lambda lab: __import__("cnnlab.export", fromlist=["x"]).export_onnx(
+    Api("export-activation-unknown", lambda lab: cexport.export_onnx(
         "lenet5", lab["tmp"] / "m.onnx", activations=["nosuchlayer"], check=False), ValueError, "nosuchlayer"),
     Api("search-budget-zero", lambda lab: _search(budget=0), ValueError, "budget"),
     Api("search-space-unknown", lambda lab: _search(space="nosuch"), ValueError, "nosuch"),
@@ -567,19 +581,19 @@ API_CASES = [
     Api("search-train-samples-zero", lambda lab: _search(train_samples=0), ValueError, "train_samples"),
     Api("search-budget-float", lambda lab: _search(budget=2.5), ValueError, "budget"),
     # -- experiments -----------------------------------------------------------------------
-    Api("experiment-unknown", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment("nosuch"),
+    Api("experiment-unknown", lambda lab: cexp.run_experiment("nosuch"),
         ValueError, "nosuch"),
-    Api("experiment-scale-unknown", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment(
+    Api("experiment-scale-unknown", lambda lab: cexp.run_experiment(
         "bottleneck", scale="huge", out=lab["tmp"] / "e"), ValueError, "huge"),
-    Api("experiment-seeds-zero", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment(
+    Api("experiment-seeds-zero", lambda lab: cexp.run_experiment(
         "bottleneck", seeds=0, out=lab["tmp"] / "e"), ValueError, "seeds"),
-    Api("experiment-device-unknown", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment(
+    Api("experiment-device-unknown", lambda lab: cexp.run_experiment(
         "bottleneck", device="tpu", out=lab["tmp"] / "e"), ValueError, "tpu"),
-    Api("experiment-progress-unknown", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment(
+    Api("experiment-progress-unknown", lambda lab: cexp.run_experiment(
         "bottleneck", progress="loud", out=lab["tmp"] / "e"), ValueError, "loud"),
-    Api("experiment-threads-zero", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment(
+    Api("experiment-threads-zero", lambda lab: cexp.run_experiment(
         "bottleneck", threads=0, out=lab["tmp"] / "e"), ValueError, "threads"),
-    Api("experiment-dataset-unused", lambda lab: __import__("cnnlab.experiments", fromlist=["x"]).run_experiment(
+    Api("experiment-dataset-unused", lambda lab: cexp.run_experiment(
         "bottleneck", dataset="cifar10", out=lab["tmp"] / "e"), ValueError, "--dataset"),
 ]
 
