@@ -105,7 +105,8 @@ CLI_CASES = [
     Cli("summary-input-size-negative", ["summary", "lenet5", "--input-size=-32"], "-32"),
     Cli("summary-input-size-4d", ["summary", "lenet5", "--input-size", "1x2x3x4"], "1x2x3x4"),
     Cli("summary-input-size-too-small", ["summary", "lenet5", "--input-size", "8"], "32x32"),
-    Cli("summary-input-size-small-but-fine", ["summary", "resnet18", "--input-size", "8"], "Coverage", OK),
+    Cli("summary-input-size-small-but-fine", ["summary", "resnet18", "--input-size", "8"], "Coverage",
+        OK),  # resnet18 runs at 8x8 (1x1 maps before its adaptive pool)
     Cli("summary-depth-zero", ["summary", "lenet5", "--depth", "0"], "--depth"),
     Cli("summary-input-size-wrong-channels", ["summary", "lenet5", "--input-size", "3x32x32"], "channel"),
     Cli("summary-batch-zero", ["summary", "lenet5", "--batch-size", "0"], "batch"),
@@ -128,7 +129,7 @@ CLI_CASES = [
     # -- datasets / download ---------------------------------------------------------------
     Cli("datasets-data-dir-is-file", ["datasets", "--data-dir", "{text}"], "notes.txt"),
     Cli("download-unknown", ["download", "nosuchset"], "nosuchset"),
-    Cli("download-bundled", ["download", "digits"], "digits", OK),
+    Cli("download-bundled", ["download", "digits"], "digits", OK),  # "nothing to download": it is bundled
     Cli("download-data-dir-is-file", ["download", "digits", "--data-dir", "{text}"], "notes.txt"),
     # -- train: names ----------------------------------------------------------------------
     Cli("train-unknown-model", T(model="nosuchnet"), "nosuchnet"),
@@ -253,7 +254,7 @@ CLI_CASES = [
     Cli("predict-top-k-zero", ["predict", "{ckpt}", "{png}", "--top-k", "0"], "--top-k"),
     Cli("predict-top-k-negative", ["predict", "{ckpt}", "{png}", "--top-k=-1"], "--top-k"),
     Cli("predict-top-k-above-classes", ["predict", "{ckpt}", "{png}", "--top-k", "1000", "--device", "cpu"],
-        "digit.png", OK),
+        "digit.png", OK),  # all 10 classes
     Cli("predict-rgba-and-16-bit", ["predict", "{ckpt}", "{rgba_png}", "{i16_png}", "--device", "cpu"], "i16.png",
         OK),  # converted to the model's one channel
     Cli("predict-code-in-pickle", ["predict", "{evil}", "{png}"], ("evil.pt", "weights_only")),
@@ -274,7 +275,7 @@ CLI_CASES = [
     Cli("experiment-resume-empty", ["experiment", "run", "bottleneck", "--resume", "--out", "{tmp}/e"],
         "results.json", OK),
     Cli("experiment-out-is-file", ["experiment", "run", "bottleneck", "--out", "{text}"], ("--out", "notes.txt")),
-    Cli("experiment-no-sub", ["experiment"], "run", HELP),
+    Cli("experiment-no-sub", ["experiment"], "run", HELP),  # no action: its help, exit status 2
     # -- search ----------------------------------------------------------------------------
     Cli("search-unknown-space", S("--space", "nosuch"), "nosuch"),
     Cli("search-unknown-strategy", S("--strategy", "nosuch"), "nosuch"),
