@@ -68,6 +68,35 @@ class CliError(UserError):
     """An error to report to the user as one line, with exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an argument error is two short lines, not the whole usage.
+
+    ``cnnlab train``'s usage alone is 36 lines; printed before the error it buries
+    it. The error names the flag; ``--help`` shows the rest.
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the arguments)\n")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, argv: Sequence[str], extra: Sequence[str]) -> None:
+    """Report arguments no parser took, from the (sub)command they were given to, with close flags."""
+    import difflib
+
+    target, rest = parser, list(argv)
+    while True:  # the innermost subcommand named in argv, each level after the one before
+        subs = [a for a in target._actions if isinstance(a, argparse._SubParsersAction)]
+        at = next((i for i, a in enumerate(rest) if subs and a in subs[0].choices), None)
+        if at is None:
+            break
+        target, rest = subs[0].choices[rest[at]], rest[at + 1:]
+    flags = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+    close = [m for e in extra if e.startswith("--")
+             for m in difflib.get_close_matches(e.split("=", 1)[0], flags, n=1, cutoff=0.6)]
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    target.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+
+
 def _format_int(n: int | None) -> str:
     return "" if n is None else f"{n:,}"
 
@@ -136,7 +165,7 @@ def build_parser(command: str | None = None, *, lazy: bool = False) -> argparse.
     """The ``cnnlab`` parser. With ``lazy``, only the part that registers ``command``
     (and any part missing from ``_COMMANDS``) is imported; the other subcommands get
     placeholder parsers that carry their --help line only."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnlab",
         description="A laboratory for convolutional network architectures: build, analyze, train and compare them.",
     )
@@ -172,6 +201,18 @@ def _is_user_error(exc: BaseException) -> bool:
     return False
 
 
+def _out_of_memory(exc: BaseException) -> str | None:
+    """PyTorch's CPU allocator failing (a RuntimeError, not a MemoryError), said as what it is."""
+    import re
+
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or "can't allocate memory" not in text:
+        return None
+    asked = re.search(r"tried to allocate (\d+) bytes", text)
+    size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB in one tensor)" if asked else ""
+    return f"out of memory{size}: give a smaller --batch-size or input size"
+
+
 def _where(exc: BaseException) -> str:
     """The innermost frame of the traceback in cnnlab's own code, as ``path:line in function``."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -199,7 +240,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv), lazy=True)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, argv, extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -213,8 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("CNNLAB_DEBUG"):
             raise
-        if _is_user_error(exc):
-            print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
+        if _is_user_error(exc) or _out_of_memory(exc):
+            print(f"cnnlab {args.command}: error: {_out_of_memory(exc) or exc}", file=sys.stderr)
             return 2
         _report_bug(args.command, exc)
         return 1

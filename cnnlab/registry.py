@@ -371,6 +371,19 @@ def pretrained_cfg(name: str, model: Any = None) -> dict[str, Any]:
 
 
 def _unknown(name: str) -> UnknownModelError:
+    if hasattr(name, "__fspath__"):
+        name = str(name)
+    if not isinstance(name, str):
+        return UnknownModelError(f"a model is named by a string (a registered name, or the path of an architecture "
+                                 f".json file), got {name!r} ({type(name).__name__})")
+    import os
+
+    if os.path.exists(name) and not name.endswith(".json"):
+        return UnknownModelError(f"unknown model {name!r}: that is a file or folder, not a model name; give a "
+                                 "registered name (`cnnlab models`) or an architecture .json file")
+    if name.endswith(".json"):
+        return UnknownModelError(f"unknown model {name!r}: no architecture file there (the .json file "
+                                 "`cnnlab search export` writes)")
     close = difflib.get_close_matches(name, list(_BUILDERS), n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(
@@ -427,6 +440,8 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs: Any) -> An
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     """Registered model names matching the shell-style ``pattern``, sorted."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a shell-style string such as 'resnet*', got {pattern!r}")
     _ensure_loaded()
     names = [n for n in _BUILDERS if fnmatch.fnmatchcase(n, pattern)]
     if family is not None:

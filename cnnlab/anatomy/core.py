@@ -157,7 +157,7 @@ def analyze(
             peak memory (a model given by name is then built with real weights).
         model_kwargs: passed to the builder of a model given by name (``num_classes``...).
     """
-    count = tuple(count)
+    count = tuple(k.strip() for k in count.split(",")) if isinstance(count, str) else tuple(count)  # "conv,linear"
     bad = [k for k in count if k not in KINDS]
     if bad or not count:
         raise ValueError(f"count must be a non-empty selection of {', '.join(KINDS)}, got {list(count)!r}")

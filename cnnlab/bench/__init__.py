@@ -11,6 +11,10 @@ arXiv:1605.07678).
 Conventions, used everywhere: one multiply-add = one MAC = two FLOPs (torchvision's
 "GFLOPS" figures are MACs); MACs count conv and linear layers, per image.
 """
+# compare is imported here, not wrapped: importing the submodule cnnlab.bench.compare binds the
+# package's name `compare` to that module, so a lazy wrapper was replaced by a module (not callable)
+# as soon as anything imported it. The submodule imports only the standard library at load time.
+from cnnlab.bench.compare import compare
 from cnnlab.bench.export import to_csv
 from cnnlab.bench.runner import DEFAULT_BATCH_SIZES, BenchConfig, bench, read_results
 from cnnlab.bench.stats import percentile, summarize
@@ -18,9 +22,3 @@ from cnnlab.bench.stats import percentile, summarize
 __all__ = ["bench", "BenchConfig", "read_results", "to_csv", "percentile", "summarize", "DEFAULT_BATCH_SIZES",
            "compare"]
 
-
-def compare(*args, **kwargs):
-    """See :func:`cnnlab.bench.compare.compare`."""
-    from cnnlab.bench.compare import compare as _compare
-
-    return _compare(*args, **kwargs)

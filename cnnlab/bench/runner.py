@@ -92,7 +92,11 @@ def check_config(models: Sequence[str], cfg: BenchConfig) -> list[tuple[str, lis
     from cnnlab.registry import model_info
 
     for module in cfg.imports:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"--import {module}: cannot import it ({exc}); give a module importable from "
+                             "here that registers models") from None
     if not models:
         raise ValueError("no models given")
     if not cfg.batch_sizes:
@@ -219,8 +223,9 @@ def read_results(path: str, *, repair: bool = False) -> list[dict]:
                 if not isinstance(rec, dict) or "type" not in rec:
                     raise ValueError("not a record")
             except (ValueError, UnicodeDecodeError):
-                if i == len(lines) - 1 or (i == len(lines) - 2 and not lines[-1].strip()):
-                    break  # the cut-short last line
+                last = i == len(lines) - 1 or (i == len(lines) - 2 and not lines[-1].strip())
+                if last and raw.lstrip().startswith(b"{"):
+                    break  # the cut-short last line (a record is a JSON object: anything else is not one)
                 raise ValueError(f"{path} line {i + 1} is not a cnnlab bench record; is it a bench JSONL file?") from None
             records.append(rec)
             good_end = min(end, len(data))
@@ -330,6 +335,13 @@ def bench(
     With ``out``, records are appended to that JSONL file as they are measured; an
     existing file needs ``resume=True`` (skip what it holds) or ``overwrite=True``.
     """
+    if isinstance(models, str):
+        raise TypeError(f"models must be a list of model names, e.g. [{models!r}], got the string {models!r}")
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: --resume keeps what --out holds, "
+                         "--overwrite deletes it; give one")
+    if resume and not out:
+        raise ValueError("--resume continues an --out file: give --out FILE too")
     cfg = config or BenchConfig(batch_sizes=tuple(batch_sizes), **settings)
     if config is not None and settings:
         raise TypeError("give either config or settings, not both")

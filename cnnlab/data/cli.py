@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -15,10 +16,16 @@ def _size_text(n: int | None) -> str:
     return f"{n} B"
 
 
+def _check_data_dir(data_dir: str | None) -> None:
+    if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"--data-dir {data_dir} is a file; give the folder datasets are stored in")
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from cnnlab.data import dataset_info, is_present, list_datasets
     from cnnlab.data.core import resolve_data_dir
 
+    _check_data_dir(args.data_dir)
     rows = []
     for name in list_datasets():
         info = dataset_info(name)
@@ -61,6 +68,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from cnnlab.data import dataset_files, download_dataset
     from cnnlab.data.datasets import load_dataset
 
+    _check_data_dir(args.data_dir)
     for name in args.dataset:
         if not dataset_files(name):
             print(f"{name}: nothing to download")

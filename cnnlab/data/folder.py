@@ -246,16 +246,19 @@ def _measured_stats(paths: tuple[str, ...], channels: int, seed: int) -> tuple[t
     total = torch.zeros(channels, dtype=torch.float64)
     square = torch.zeros(channels, dtype=torch.float64)
     count = 0
+    first_error = None
     for path in picked:
         try:
             x = _to_tensor(_open_image(path, channels)).double() / 255.0
-        except DataError:  # reported by path when the loader decodes it
+        except DataError as exc:  # reported by path when the loader decodes it
+            first_error = first_error or exc
             continue
         total += x.sum(dim=(1, 2))
         square += x.square().sum(dim=(1, 2))
         count += x.shape[1] * x.shape[2]
     if count == 0:
-        raise DataError("none of the sampled training images could be decoded")
+        raise DataError(f"none of the {len(picked)} training images sampled to measure the mean and std could be "
+                        f"decoded; the first: {first_error}")
     mean = total / count
     std = (square / count - mean.square()).clamp_min(1e-12).sqrt()
     return tuple(round(float(v), 4) for v in mean), tuple(max(round(float(v), 4), 1e-3) for v in std)

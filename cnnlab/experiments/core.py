@@ -182,6 +182,8 @@ def _context(exp: Experiment, scale: str, seeds: int | None, dataset: str | None
         seeds = exp.default_seeds.get(scale, 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     if dataset is not None and dataset not in exp.datasets:
         if not exp.datasets:
             raise ValueError(f"experiment {exp.name!r} uses no dataset; drop --dataset")
@@ -332,6 +334,8 @@ def run_experiment(name: str | Experiment, *, scale: str = "smoke", seeds: int |
     out = Path(out) if out is not None else Path("runs") / "experiments" / f"{exp.name}-{scale}"
     asked = {"experiment": exp.name, "scale": ctx.scale, "seeds": len(ctx.seeds), "dataset": ctx.dataset}
     state = out / "experiment.json"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the experiment")
     if state.exists():
         if not resume:
             raise ValueError(f"{out} already holds an experiment; pass --resume to continue it, or choose "

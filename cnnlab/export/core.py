@@ -139,6 +139,9 @@ def load_source(source: str | os.PathLike | nn.Module, *, num_classes: int | Non
 
         state = load_checkpoint(path)
         meta = dict(state["meta"])
+        if num_classes is not None and num_classes != int(meta.get("num_classes", -1)):
+            raise ValueError(f"--num-classes is for a registered model: the checkpoint {path} has its own "
+                             f"{meta.get('num_classes')} classes (a new classifier would be untrained)")
         return model_from_checkpoint(state, "cpu"), str(meta["model"]), meta
     if is_model(text):
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -214,6 +217,15 @@ def export_onnx(
         raise ValueError(f"--opset must be at least {DEFAULT_OPSET} (torch's ONNX exporter), got {opset!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    for flag, tol in (("atol", atol), ("rtol", rtol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
+            raise ValueError(f"--{flag} must be a number >= 0 (the parity tolerance), got {tol!r}")
+    if out is not None:  # before any work: the folder the file goes in must be makeable
+        folder = Path(out).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ValueError(f"--out {out}: {folder} is a file, so the output cannot be written under it")
     model, name, meta = load_source(source, num_classes=num_classes)
     channels = int(meta["input_size"][0]) if meta else None
     if input_size is None:
@@ -242,6 +254,11 @@ def export_onnx(
         names = [n for n, _ in model.named_children()]
     else:
         names = list(activations or [])
+        known = dict(model.named_modules())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"activations: {name} has no layer {', '.join(map(repr, unknown))}; its top-level "
+                             f"layers: {', '.join(n for n, _ in model.named_children())}")
     wrapper = _Exportable(model, pre, names).eval()
     try:
         return _export_checked(wrapper, name, source, pre, names, example_shape, out, opset, check, atol, rtol, seed)

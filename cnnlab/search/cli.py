@@ -212,6 +212,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown strategy {', '.join(bad) or '(none)'}; choose from {', '.join(STRATEGY_NAMES)}")
     if args.budget < 1:
         raise ValueError(f"--budget must be at least 1, got {args.budget}")
+    if args.batch < 1:
+        raise ValueError(f"--batch must be at least 1 (trials per block of the curve), got {args.batch}")
     options: dict[str, dict[str, Any]] = {}
     for key, value in args.strategy_option:
         name, _, field = key.partition(".")

@@ -94,8 +94,19 @@ class SearchConfig:
             raise ValueError(f"trial_timeout must be a positive number of seconds, got {self.trial_timeout!r}")
         if self.address and self.backend != "ray":
             raise ValueError("--address is for --backend ray")
-        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
-            raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if not (self.cpus_per_trial > 0 and math.isfinite(self.cpus_per_trial)):  # NaN fails both
+            raise ValueError(f"cpus_per_trial must be a positive number, got {self.cpus_per_trial!r}")
+        if not (self.gpus_per_trial >= 0 and math.isfinite(self.gpus_per_trial)):
+            raise ValueError(f"gpus_per_trial must be a number >= 0, got {self.gpus_per_trial!r}")
+        for name in ("batch_size", "train_samples", "image_size"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        # every trial trains with this recipe and these numbers: a bad one fails here, not in every trial
+        from cnnlab.train.recipes import get_recipe
+
+        get_recipe(self.recipe, **{k: getattr(self, k) for k in ("epochs", "batch_size", "lr")
+                                   if getattr(self, k) is not None})
         get_strategy(self.strategy, get_space(self.space, **self.space_args), seed=self.seed, **self.strategy_args)
         if not self.tabular:
             from cnnlab import data as cdata

@@ -345,6 +345,15 @@ def get_space(name: str, **args: Any) -> SearchSpace:
     """The search space ``name`` with ``args`` (e.g. ``get_space("nasnet", num_blocks=2)``)."""
     if name not in SPACES:
         raise ValueError(f"unknown search space {name!r}; choose from {', '.join(SPACES)}")
+    import inspect
+
+    params = inspect.signature(SPACES[name]).parameters
+    accepted = [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    takes_any = any(v.kind == v.VAR_KEYWORD for v in params.values())
+    unknown = [] if takes_any else [k for k in args if k not in accepted]
+    if unknown:
+        raise ValueError(f"space {name!r}: unexpected keyword option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted) or '(none)'} (--space-option KEY=VALUE)")
     try:
         return SPACES[name](**args)
     except TypeError as exc:

@@ -212,6 +212,16 @@ def get_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -
     """The strategy ``name`` on ``space``; ``options`` are its hyperparameters."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown search strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    import inspect
+
+    params = inspect.signature(STRATEGIES[name]).parameters
+    accepted = [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)
+                and p not in ("space", "seed")]
+    takes_any = any(v.kind == v.VAR_KEYWORD for v in params.values())
+    unknown = [] if takes_any else [k for k in options if k not in accepted]
+    if unknown:
+        raise ValueError(f"strategy {name!r}: unexpected keyword option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted) or '(none)'} (--strategy-option KEY=VALUE)")
     try:
         return STRATEGIES[name](space, seed=seed, **options)
     except TypeError as exc:

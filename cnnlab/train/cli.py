@@ -132,10 +132,27 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _not_a_checkpoint(path: str) -> None:
+    """``cnnlab eval lenet5`` / ``predict lenet5 x.png``: a model name where a checkpoint belongs."""
+    import os
+
+    from cnnlab.registry import is_model
+
+    if not os.path.exists(path) and is_model(path):
+        raise ValueError(f"{path!r} is a model name, not a checkpoint: give a .pt file or a run folder (train one "
+                         f"with `cnnlab train {path}`), or add --pretrained for its published weights")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from cnnlab.train.config import TrainConfig
     from cnnlab.train.loop import train
 
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file; give a folder for the run")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0 (0: decode in the main process), got {args.num_workers}")
     recipe_names = {f.name for f in dataclasses.fields(Recipe)}
     overrides = {k: v for k, v in vars(args).items() if k in recipe_names}
     if "optimizer_options" in overrides:
@@ -231,8 +248,11 @@ def _add_eval(sub) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.train.inference import evaluate_checkpoint
 
+    if args.test_samples is not None and args.test_samples < 1:
+        raise ValueError(f"--test-samples must be a positive integer, got {args.test_samples}")
     if args.pretrained:
         return _eval_pretrained(args)
+    _not_a_checkpoint(args.checkpoint)
     r = evaluate_checkpoint(args.checkpoint, args.dataset, device=args.device, batch_size=args.batch_size,
                             precision=args.precision, data_dir=args.data_dir, data_root=args.data_root,
                             test_samples=args.test_samples)
@@ -291,6 +311,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         results = predict_pretrained(args.checkpoint, args.images, args.pretrained, top_k=args.top_k,
                                      device=args.device)
     else:
+        _not_a_checkpoint(args.checkpoint)
         results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
     if args.json:
         json.dump(results, sys.stdout, indent=2)

@@ -61,6 +61,9 @@ class TrainConfig:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.progress not in PROGRESS:
             raise ValueError(f"progress must be one of {', '.join(PROGRESS)}, got {self.progress!r}")
+        if isinstance(self.trackers, str):
+            raise ValueError(f"trackers must be a list of names, e.g. [{self.trackers!r}], "
+                             f"not the string {self.trackers!r}")
         bad = [t for t in self.trackers if t not in TRACKERS]
         if bad:
             raise ValueError(f"unknown tracker(s) {', '.join(bad)}; choose from {', '.join(TRACKERS)}")

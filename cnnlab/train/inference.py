@@ -30,7 +30,12 @@ def model_from_checkpoint(state: dict[str, Any], device: torch.device | str = "c
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(f"the checkpoint's weights do not fit {name}: {str(exc).splitlines()[0]}") from None
+        mine, theirs = set(model.state_dict()), set(weights)
+        missing, extra = sorted(mine - theirs), sorted(theirs - mine)
+        detail = (f"{len(missing)} of its tensors missing (e.g. {missing[0]}), {len(extra)} unexpected (e.g. "
+                  f"{extra[0] if extra else '-'}); were they saved from another model?" if missing or extra
+                  else str(exc).splitlines()[-1].strip() or str(exc).splitlines()[0])
+        raise CheckpointError(f"the checkpoint's weights do not fit {name}: {detail}") from None
     return model.to(device).eval()
 
 

@@ -445,6 +445,9 @@ def _load_data(cfg: TrainConfig, recipe: Recipe) -> _Data:
     info = cdata.dataset_info(cfg.dataset)
     options = dict(cfg.data_options)
     if cfg.data_root is not None:
+        if cfg.dataset != "imagefolder":
+            raise ValueError(f"--data-root is for --dataset imagefolder, but this run's dataset is {cfg.dataset}: "
+                             f"add --dataset imagefolder to train on the folder {cfg.data_root}")
         options["root"] = cfg.data_root
     if cfg.dataset == "imagefolder" and "root" not in options:
         raise ValueError(f"{cfg.model} trains on an ImageNet-style image folder: give --data-root PATH (a folder "

@@ -135,6 +135,8 @@ class Recipe:
         need(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         need(self.plateau_metric in ("val", "train"), f"plateau_metric must be val or train, got {self.plateau_metric!r}")
         need(isinstance(self.max_drops, int) and self.max_drops >= 0, f"max_drops must be an integer >= 0, got {self.max_drops!r}")
+        need(isinstance(self.plateau_patience, int) and not isinstance(self.plateau_patience, bool)
+             and self.plateau_patience >= 0, f"plateau_patience must be an integer >= 0, got {self.plateau_patience!r}")
         need(not (self.schedule == "plateau" and self.plateau_metric == "val" and self.val_fraction == 0),
              "the plateau schedule watches validation accuracy: give val_fraction > 0 or plateau_metric train")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")

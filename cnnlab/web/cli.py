@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 
@@ -22,6 +23,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if os.path.exists(args.runs) and not os.path.isdir(args.runs):
+        raise ValueError(f"--runs {args.runs} is a file; give the folder of training runs")
+    if args.results is not None and not os.path.isdir(args.results):
+        raise ValueError(f"--results {args.results} is not a folder; give the folder `cnnlab compare --out` wrote")
+    if args.playground is not None and not os.path.exists(args.playground):
+        raise ValueError(f"no checkpoint at {args.playground} (--playground: a .pt file or a run folder)")
     if args.host not in LOCAL_HOSTS:
         print(f"cnnlab serve: warning: listening on {args.host}: anyone who can reach this machine on port "
               f"{args.port} can read your runs and run analyses; the server has no authentication",

@@ -56,6 +56,10 @@ KEY_MAPS: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 def read_state_dict(path: str | Path, fmt: str) -> dict[str, torch.Tensor]:
     """The tensors in a checkpoint file of format ``fmt`` ("pickle" or "safetensors")."""
     path = Path(path)
+    if fmt not in ("pickle", "safetensors"):
+        raise WeightsError(f"unknown weights format {fmt!r}: pickle (a torch.save file) or safetensors")
+    if not path.is_file():
+        raise WeightsError(f"no weights file at {path}")
     if fmt == "safetensors":
         try:
             from safetensors import SafetensorError
