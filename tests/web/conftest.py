@@ -120,3 +120,29 @@ def open_view(page, url, timeout=60_000):
     else:
         page.goto(url)
     page.wait_for_selector("#view[data-ready='1']", timeout=timeout)
+
+
+def follow_live_run(page, view_url, out, *train_args, selector, attribute, epochs):
+    """Train LeNet-5 on digits for ``epochs`` into ``out`` while the page at ``view_url``
+    watches it; returns every value the ``selector`` element's ``attribute`` took until the
+    page said the run finished (the run must have succeeded)."""
+    train = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "lenet5", "--dataset", "digits", "--epochs",
+                              str(epochs), "--threads", "1", "--progress", "none", "--out", str(out), *train_args],
+                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (out / "config.json").exists() and time.time() < deadline and train.poll() is None:
+            time.sleep(0.05)
+        open_view(page, view_url)
+        seen = set()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            seen.add(int(page.get_attribute(selector, attribute)))
+            if page.inner_text("#run-status") == "finished":
+                break
+            page.wait_for_timeout(100)
+        assert train.wait(timeout=60) == 0, train.stderr.read()
+    finally:
+        if train.poll() is None:
+            train.kill()
+    return seen

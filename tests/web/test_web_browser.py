@@ -1,8 +1,5 @@
 """`cnnlab serve` in a real browser: Debian's headless Chromium driven by Playwright."""
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +7,7 @@ import pytest
 import torch
 
 import cnnlab
-from tests.web.conftest import ENV, ROOT, open_view, wait_js
+from tests.web.conftest import ROOT, follow_live_run, open_view, wait_js
 
 SHOTS = ROOT / "docs" / "web"
 PAGES = {"zoo": "#/zoo", "model": "#/model/resnet20?size=&batch=1&depth=2", "runs": "#/runs",
@@ -149,26 +146,8 @@ def test_playground_logits_equal_pytorch(page, server, workdir):
 @pytest.mark.slow
 def test_live_run_gains_points(page, server, workdir):
     out = workdir / "runs" / "live"
-    train = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "lenet5", "--dataset", "digits", "--epochs", "6",
-                              "--threads", "1",
-                              "--progress", "none", "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 60
-        while not (out / "config.json").exists() and time.time() < deadline and train.poll() is None:
-            time.sleep(0.05)
-        open_view(page, server.url + "#/runs/live")
-        seen = set()
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            seen.add(int(page.get_attribute("#run-view", "data-points")))
-            if page.inner_text("#run-status") == "finished":
-                break
-            page.wait_for_timeout(100)
-        assert train.wait(timeout=60) == 0, train.stderr.read()
-    finally:
-        if train.poll() is None:
-            train.kill()
+    seen = follow_live_run(page, server.url + "#/runs/live", out, selector="#run-view", attribute="data-points",
+                           epochs=6)
     epochs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in l]
     epochs = [r for r in epochs if r.get("kind") == "epoch"]
     assert len(epochs) == 6

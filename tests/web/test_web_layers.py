@@ -1,12 +1,9 @@
 """The run page's layer view (`cnnlab train --layer-stats N`) and the zoo's weights column, in Chromium."""
 import json
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.web.conftest import ENV, open_view, start_server, stop_server, wait_js
+from tests.web.conftest import follow_live_run, open_view, start_server, stop_server, wait_js
 from tests.web.test_web_browser import SHOTS, not_blank
 
 
@@ -15,25 +12,10 @@ def test_live_run_shows_layer_charts_filters_and_top3(page, tmp_path):
     runs = tmp_path / "runs"  # a server of its own: this LeNet-5 run must not become the playground's
     out = runs / "layers"
     server = start_server("--runs", str(runs))
-    train = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", "lenet5", "--dataset", "digits", "--epochs", "4",
-                              "--threads", "1", "--layer-stats", "10", "--progress", "none", "--out", str(out)],
-                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        while not (out / "config.json").exists() and time.time() < deadline and train.poll() is None:
-            time.sleep(0.05)
-        open_view(page, server.url + "#/runs/layers")
-        seen = set()
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            seen.add(int(page.get_attribute("#layers-view", "data-records")))
-            if page.inner_text("#run-status") == "finished":
-                break
-            page.wait_for_timeout(100)
-        assert train.wait(timeout=60) == 0, train.stderr.read()
+        seen = follow_live_run(page, server.url + "#/runs/layers", out, "--layer-stats", "10", selector="#layers-view",
+                               attribute="data-records", epochs=4)
     finally:
-        if train.poll() is None:
-            train.kill()
         stop_server(server)
     rows = [json.loads(line) for line in (out / "layers.jsonl").read_text().splitlines()]
     stats = [r for r in rows if r["kind"] == "layers"]
