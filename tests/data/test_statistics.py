@@ -1,0 +1,281 @@
+"""Statistics of the random augmentations and of the normalisation, measured over many
+samples and compared with what they should be, computed independently (by counting
+with numpy, or from the formula in the paper). Tolerances are stated as multiples of
+the standard error of the measured quantity; the generators are seeded, so every test
+is deterministic -- the tolerances say how far from exact a correct sampler may land.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.data import AugmentConfig
+from cnnlab.data.augment import (
+    IMAGENET_PCA,
+    LUMA,
+    BatchPipeline,
+    adapt_size,
+    cutout,
+    random_crop_params,
+    random_resized_crop,
+    rrc_params,
+    size_plan,
+)
+from cnnlab.data.core import DatasetInfo, InMemoryDataset
+
+CPU = torch.device("cpu")
+
+
+def _within(freq: np.ndarray, p: np.ndarray, n: int, sigmas: float = 5.0) -> bool:
+    """Whether observed frequencies lie within ``sigmas`` binomial standard errors of ``p``."""
+    se = np.sqrt(np.maximum(p * (1 - p), 1e-12) / n)
+    return bool(np.all(np.abs(freq - p) <= sigmas * se + 1e-12))
+
+
+# ---------------------------------------------------------------------------------- random crop
+
+
+@pytest.mark.parametrize("in_size,out_size,padding", [((32, 32), (32, 32), 4), ((10, 14), (6, 9), 1)])
+def test_crop_corners_are_uniform_and_independent(in_size, out_size, padding):
+    n = 30_000
+    top, left = random_crop_params(n, in_size, out_size, padding, torch.Generator().manual_seed(0))
+    span_h = in_size[0] + 2 * padding - out_size[0] + 1  # every corner whose window fits the padded image
+    span_w = in_size[1] + 2 * padding - out_size[1] + 1
+    assert top.min() == 0 and top.max() == span_h - 1 and left.min() == 0 and left.max() == span_w - 1
+    ft = np.bincount(top.numpy(), minlength=span_h) / n
+    fl = np.bincount(left.numpy(), minlength=span_w) / n
+    assert _within(ft, np.full(span_h, 1 / span_h), n) and _within(fl, np.full(span_w, 1 / span_w), n)
+    # top and left are drawn independently: the correlation is ~N(0, 1/n)
+    assert abs(np.corrcoef(top.numpy(), left.numpy())[0, 1]) < 5 / math.sqrt(n)
+
+
+@pytest.mark.parametrize("padding_mode", ["constant", "reflect"])
+def test_pipeline_shifts_are_uniform_and_flips_half(padding_mode):
+    # one bright pixel in the middle of a 9x9 image: where it lands in the output gives
+    # the crop's shift (dy, dx) in -p..p and whether the image was flipped
+    n, h, p = 9000, 9, 2
+    x = torch.zeros(n, 1, h, h, dtype=torch.uint8)
+    x[:, 0, 4, 3] = 255  # left of the centre column, so a flip moves it to column 5
+    cfg = AugmentConfig(crop_padding=p, padding_mode=padding_mode, flip=True)
+    pipe = BatchPipeline((1, h, h), (1, h, h), (0.0,), (1.0,), cfg, CPU)
+    out = pipe(x, True, torch.Generator().manual_seed(3))
+    assert out.shape == x.shape
+    flat = out[:, 0].reshape(n, -1).argmax(1)
+    r, c = (flat // h).numpy(), (flat % h).numpy()
+    dy = 4 - r  # window moved down by dy -> the pixel moves up
+    assert set(dy.tolist()) == set(range(-p, p + 1))
+    f = np.bincount(dy + p, minlength=2 * p + 1) / n
+    assert _within(f, np.full(2 * p + 1, 1 / (2 * p + 1)), n)
+    # unflipped: column 3 - dx (dx in -p..p, so 1..5); flipped: column 8 - (3 - dx) = 5 + dx (3..7)
+    # the two overlap; the flip fraction is recovered from the mean column: E[c] = 3 + 2 * P(flip)
+    p_flip = (c.mean() - 3) / 2
+    assert abs(p_flip - 0.5) < 5 * math.sqrt(0.25 / n) + 5 * math.sqrt(2 / 4 / n)
+
+
+# ---------------------------------------------------------------------------------- cutout
+
+
+def _cutout_row_coverage(h: int, side: int) -> np.ndarray:
+    """P(row r is inside the square) with its centre uniform on 0..h-1, counted by hand:
+    the square covers rows centre - side // 2 .. centre - side // 2 + side - 1."""
+    cover = np.zeros(h)
+    for centre in range(h):
+        lo = centre - side // 2
+        for r in range(max(lo, 0), min(lo + side, h)):
+            cover[r] += 1
+    return cover / h
+
+
+@pytest.mark.parametrize("side", [5, 6])
+def test_cutout_square_position_matches_the_uniform_centre(side):
+    n, h, w = 6000, 10, 13
+    out = cutout(torch.ones(n, 1, h, w), side, torch.Generator().manual_seed(1))
+    hole = out[:, 0] == 0
+    rows_hit = hole.any(2).double().mean(0).numpy()  # fraction of images whose square covers row r
+    cols_hit = hole.any(1).double().mean(0).numpy()
+    assert _within(rows_hit, _cutout_row_coverage(h, side), n)
+    assert _within(cols_hit, _cutout_row_coverage(w, side), n)
+    # and the zeroed area is the product of the covered rows and columns
+    area = hole.sum((1, 2)).double()
+    assert torch.equal(area, hole.any(2).sum(1).double() * hole.any(1).sum(1).double())
+    expected_area = _cutout_row_coverage(h, side).sum() * _cutout_row_coverage(w, side).sum()
+    assert abs(area.mean().item() - expected_area) < 5 * area.std().item() / math.sqrt(n)
+
+
+def test_pipeline_cutout_zeroes_after_normalisation():
+    # after normalisation a zeroed pixel is the dataset mean; mid-grey images normalise to 1.0
+    x = torch.full((200, 1, 8, 8), 191, dtype=torch.uint8)
+    mean, std = (0.25,), (0.5,)
+    pipe = BatchPipeline((1, 8, 8), (1, 8, 8), mean, std, AugmentConfig(cutout=4), CPU)
+    out = pipe(x, True, torch.Generator().manual_seed(0))
+    value = (191 / 255 - 0.25) / 0.5
+    assert torch.allclose(out[out != 0], torch.tensor(value), atol=1e-6)
+    zeros = (out == 0).sum((1, 2, 3)).double()
+    assert zeros.max() == 16 and zeros.min() >= 4
+    assert abs(zeros.mean().item() - _cutout_row_coverage(8, 4).sum() ** 2) < 1.0
+
+
+# ---------------------------------------------------------------------------------- random-resized crop
+
+
+def test_rrc_area_fraction_is_uniform_in_scale():
+    # square boxes (ratio 1) on a large square image always fit: the area fraction is U(scale)
+    n, lo, hi = 8000, 0.25, 1.0
+    top, left, bh, bw = rrc_params(n, (120, 120), (lo, hi), (1.0, 1.0), torch.Generator().manual_seed(0))
+    frac = (bh * bw / 120 ** 2).double().numpy()
+    assert np.all(bh.numpy() == bw.numpy())
+    # quartiles of U(lo, hi), each within 5 standard errors (+ the rounding of the side to whole pixels)
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        se = math.sqrt(q * (1 - q) / n) * (hi - lo)
+        assert abs(np.quantile(frac, q) - (lo + q * (hi - lo))) < 5 * se + 0.01, q
+    assert frac.min() >= lo - 0.01 and frac.max() <= 1.0
+
+
+def test_rrc_log_aspect_ratio_is_uniform_in_log_ratio():
+    n, r0, r1 = 8000, 0.5, 2.0
+    _, _, bh, bw = rrc_params(n, (400, 400), (0.1, 0.1), (r0, r1), torch.Generator().manual_seed(1))
+    log_r = torch.log(bw / bh).double().numpy()
+    a, b = math.log(r0), math.log(r1)
+    sd = (b - a) / math.sqrt(12)  # of U(a, b)
+    assert abs(log_r.mean() - (a + b) / 2) < 5 * sd / math.sqrt(n) + 0.01  # +0.01: sides are whole pixels
+    assert abs(log_r.std() - sd) < 0.02
+    assert log_r.min() > a - 0.03 and log_r.max() < b + 0.03
+    assert log_r.min() < a + 0.05 and log_r.max() > b - 0.05  # the whole range is used
+    area = (bh * bw).double().numpy() / 400 ** 2
+    assert np.all(np.abs(area - 0.1) < 0.01)
+
+
+def test_rrc_box_corner_is_uniform_over_positions_that_fit():
+    # scale 1/4 and ratio 1 on 20x20: every box is 10x10, corners uniform on 0..10
+    n = 11_000
+    top, left, bh, bw = rrc_params(n, (20, 20), (0.25, 0.25), (1.0, 1.0), torch.Generator().manual_seed(2))
+    assert torch.all(bh == 10) and torch.all(bw == 10)
+    for t in (top, left):
+        assert torch.equal(t, t.floor())
+        f = np.bincount(t.long().numpy(), minlength=11) / n
+        assert len(f) == 11 and _within(f, np.full(11, 1 / 11), n)
+
+
+@pytest.mark.parametrize("h,w,box", [(10, 100, (0.0, 43.5, 10.0, 13.0)), (100, 10, (43.5, 0.0, 13.0, 10.0)),
+                                     (10, 11, (0.0, 0.0, 10.0, 11.0))])
+def test_rrc_falls_back_to_the_centre_box_with_the_ratio_clamped(h, w, box):
+    # scale >= 0.9 with ratio in [3/4, 4/3] cannot fit a 10x100 image: torchvision's fallback
+    # is the centre box of the whole image with its ratio clamped (10 x round(10 * 4/3) = 13)
+    n = 50
+    got = rrc_params(n, (h, w), (0.9, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0))
+    if (h, w) == (10, 11):  # this one fits (ratio 1.1): candidates are used, the fallback is not needed
+        top, left, bh, bw = got
+        assert torch.all(bh * bw >= 0.9 * 110 - 10) and torch.all(top + bh <= h) and torch.all(left + bw <= w)
+        return
+    for t, v in zip(got, box):
+        assert torch.allclose(t.float(), torch.full((n,), v)), (t[:3], v)
+
+
+def test_rrc_resamples_an_exact_box_without_interpolating():
+    # a box of the output's size lands on pixel centres: the crop is plain slicing
+    x = torch.rand(3, 2, 12, 15)
+    top, left = torch.tensor([2.0, 0.0, 7.0]), torch.tensor([3.0, 9.0, 0.0])
+    boxes = (top, left, torch.full((3,), 5.0), torch.full((3,), 6.0))
+    flip = torch.tensor([False, True, False])
+    out = random_resized_crop(x, boxes, (5, 6), flip)
+    for i in range(3):
+        t, l = int(top[i]), int(left[i])
+        ref = x[i, :, t:t + 5, l:l + 6]
+        assert torch.allclose(out[i], ref.flip(-1) if flip[i] else ref, atol=1e-5), i
+
+
+# ---------------------------------------------------------------------------------- PCA lighting
+
+
+def test_pca_lighting_shift_has_the_alexnet_covariance():
+    # AlexNet (Krizhevsky et al. 2012, 4.1): each image gets sum_i alpha_i lambda_i p_i with
+    # alpha_i ~ N(0, sigma): the shift's covariance is P diag((sigma lambda_i)^2) P^T
+    n, sigma = 20_000, 0.5
+    x = torch.full((n, 3, 1, 1), 128, dtype=torch.uint8)
+    pipe = BatchPipeline((3, 1, 1), (3, 1, 1), (0.0,) * 3, (1.0,) * 3, AugmentConfig(pca_lighting=sigma), CPU)
+    shift = (pipe(x, True, torch.Generator().manual_seed(0))[:, :, 0, 0] - 128 / 255).double().numpy()
+    eigval = np.array(IMAGENET_PCA[0])
+    eigvec = np.array(IMAGENET_PCA[1])
+    cov = eigvec @ np.diag((sigma * eigval) ** 2) @ eigvec.T
+    assert np.all(np.abs(shift.mean(0)) < 5 * np.sqrt(np.diag(cov) / n))
+    # sample covariance of n normal draws: relative error ~ sqrt(2/n) on the largest direction
+    got = np.cov(shift.T)
+    assert np.allclose(got, cov, atol=6 * math.sqrt(2 / n) * cov.max())
+    # the largest direction is the first eigenvector, with variance (sigma lambda_1)^2
+    proj = shift @ eigvec[:, 0]
+    assert abs(proj.var() / (sigma * eigval[0]) ** 2 - 1) < 6 * math.sqrt(2 / n)
+    assert not torch.equal(pipe(x[:4], False), pipe(x[:4], True, torch.Generator().manual_seed(0)))
+    assert torch.allclose(pipe(x[:4], False), torch.tensor(128 / 255))  # evaluation: no noise
+
+
+def test_dataset_pca_is_the_eigendecomposition_of_the_pixel_covariance():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randint(0, 256, (40, 1, 8, 8), generator=g).double()
+    # correlated channels: G follows R, B is independent
+    imgs = torch.cat([base, 0.5 * base + 60, torch.randint(0, 256, (40, 1, 8, 8), generator=g).double()], 1)
+    info = DatasetInfo("t", 2, 3, (8, 8), (0.5,) * 3, (0.25,) * 3, ["a", "b"], "cifar", False)
+    ds = InMemoryDataset(imgs.to(torch.uint8), torch.zeros(40, dtype=torch.long), ["a", "b"], info)
+    eigval, eigvec = ds.pca(max_pixels=40 * 64)  # a sample as large as the image: close to every pixel
+    pixels = imgs.permute(0, 2, 3, 1).reshape(-1, 3).numpy() / 255
+    ref_val, ref_vec = np.linalg.eigh(np.cov(pixels.T))
+    # sampled with replacement: ~1/sqrt(n) relative error
+    assert np.allclose(eigval.numpy(), ref_val, rtol=0.1, atol=1e-3)
+    top = eigvec[:, -1].double().numpy()
+    assert abs(abs(top @ ref_vec[:, -1]) - 1) < 1e-2
+    assert torch.allclose(eigvec.T @ eigvec, torch.eye(3), atol=1e-5)  # orthonormal columns
+
+
+# ---------------------------------------------------------------------------------- normalisation
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_normalised_batches_have_the_declared_mean_and_std(train):
+    # images whose pixels have per-channel mean m and std s (0-1 scale), normalised with
+    # (m, s), come out with mean 0 and std 1 per channel -- in training (flip only) too
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 16, 16), generator=g, dtype=torch.uint8)
+    x[:, 1] //= 2
+    x[:, 2] = x[:, 2] // 4 + 100
+    pix = x.double().permute(1, 0, 2, 3).reshape(3, -1) / 255
+    m, s = tuple(pix.mean(1).tolist()), tuple(pix.std(1, unbiased=False).tolist())
+    pipe = BatchPipeline((3, 16, 16), (3, 16, 16), m, s, AugmentConfig(flip=True), CPU)
+    out = pipe(x, train, torch.Generator().manual_seed(1)).double().permute(1, 0, 2, 3).reshape(3, -1)
+    assert torch.allclose(out.mean(1), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(out.std(1, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-5)
+
+
+def test_gray_to_rgb_and_rgb_to_gray_normalise_with_adapted_statistics():
+    g = torch.Generator().manual_seed(0)
+    gray = torch.randint(0, 256, (4, 1, 5, 5), generator=g, dtype=torch.uint8)
+    pipe = BatchPipeline((1, 5, 5), (3, 5, 5), (0.3,), (0.2,), None, CPU)
+    out = pipe(gray, False)
+    ref = (gray.double() / 255 - 0.3) / 0.2
+    assert out.shape == (4, 3, 5, 5) and torch.allclose(out.double(), ref.expand(-1, 3, -1, -1), atol=1e-5)
+    rgb = torch.randint(0, 256, (4, 3, 5, 5), generator=g, dtype=torch.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    pipe = BatchPipeline((3, 5, 5), (1, 5, 5), mean, std, None, CPU)
+    luma = np.array(LUMA)
+    y = np.einsum("c,nchw->nhw", luma, rgb.double().numpy() / 255)
+    ref = (y - luma @ np.array(mean)) / (luma @ np.array(std))  # ITU-R 601 luma of the mean and std
+    got = pipe(rgb, False)
+    assert got.shape == (4, 1, 5, 5) and np.allclose(got[:, 0].double().numpy(), ref, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- size adaptation
+
+
+def test_padding_centres_with_the_odd_pixel_on_the_bottom_right():
+    x = torch.arange(1, 5 * 7 + 1, dtype=torch.uint8).view(1, 1, 5, 7)
+    out = adapt_size(x, (8, 8), "pad")  # 3 rows: 1 above, 2 below; 1 column: 0 left, 1 right
+    ref = np.zeros((8, 8), dtype=np.uint8)
+    ref[1:6, 0:7] = x[0, 0].numpy()
+    assert np.array_equal(out[0, 0].numpy(), ref)
+
+
+def test_auto_pads_up_to_a_quarter_of_the_native_size_and_no_more():
+    assert size_plan((28, 28), (35, 35)) == "pad"  # 7 = 28 // 4
+    assert size_plan((28, 28), (36, 36)) == "resize"
+    assert size_plan((28, 28), (28, 35)) == "pad" and size_plan((28, 28), (29, 36)) == "resize"
+    assert size_plan((28, 28), (27, 28)) == "resize"  # smaller in one side: cannot pad
+    assert size_plan((28, 28), (64, 64), "pad") == "pad" and size_plan((28, 28), (30, 30), "resize") == "resize"
