@@ -18,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.data import DataError, load_dataset, make_loader
 from cnnlab.data import datasets as D
 from cnnlab.data.download import RemoteFile, download_file, verify_file
-from cnnlab.data.formats import read_idx
+from cnnlab.data.formats import read_cifar_tar, read_idx
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -218,6 +218,44 @@ def test_read_idx_rejects_bad_files(tmp_path):
     p.write_bytes(gzip.compress(b"PK\x03\x04 zip file"))
     with pytest.raises(DataError, match="magic"):
         read_idx(p)
+
+
+def _idx_raw(array: np.ndarray, code: int = 0x08) -> bytes:
+    """An IDX file written by hand from the format's definition (big-endian everything)."""
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(dtype).tobytes()
+
+
+@pytest.mark.parametrize("code,values", [(0x08, [0, 255, 7]), (0x09, [-128, 127, -1]), (0x0B, [-30000, 2, 300]),
+                                         (0x0C, [-70000, 1 << 30, 5]), (0x0D, [0.5, -2.25, 3e5]), (0x0E, [1e-300, -3.5, 2.0])])
+def test_read_idx_reads_every_type_big_endian_compressed_or_not(tmp_path, code, values):
+    a = np.array(values * 4).reshape(3, 4)
+    plain, packed = tmp_path / "x-idx2", tmp_path / "x-idx2.gz"
+    plain.write_bytes(_idx_raw(a, code))
+    packed.write_bytes(gzip.compress(_idx_raw(a, code)))
+    for p in (plain, packed):
+        got = read_idx(p)
+        assert got.shape == (3, 4) and np.array_equal(got.astype(np.float64), a.astype(np.float64)), p
+
+
+def test_read_idx_header_edge_cases(tmp_path):
+    p = tmp_path / "e-idx"
+    # empty arrays are valid IDX files; the first byte of a dimension counts (dims are 4 bytes)
+    for shape in ((0,), (1 << 24, 0), (0, 1 << 24)):
+        p.write_bytes(_idx_raw(np.zeros(shape, dtype=np.uint8)))
+        assert read_idx(p).shape == shape
+    for raw, message in ((b"\x00\x00\x08", "magic"), (b"\x01\x00\x08\x01" + bytes(5), "magic"),
+                         (b"\x00\x01\x08\x01" + bytes(5), "magic"), (b"\x00\x00\x07\x01" + bytes(5), "magic"),
+                         (b"\x00\x00\x08\x00", "truncated IDX header"), (b"\x00\x00\x08\x02" + bytes(7), "truncated IDX header"),
+                         (b"\x00\x00\x0c\x01" + (2).to_bytes(4, "big") + bytes(7), "holds 7 bytes")):
+        p.write_bytes(raw)
+        with pytest.raises(DataError, match=message):
+            read_idx(p)
+    gz = tmp_path / "bad-idx.gz"
+    gz.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=f"cannot read IDX file {re.escape(str(gz))}"):
+        read_idx(gz)
 
 
 # ---------------------------------------------------------------------------------- CIFAR
@@ -454,3 +492,45 @@ def test_a_corrupt_mirror_is_skipped_for_a_good_one(server, tmp_path):
     assert download_file(spec, tmp_path, progress=False).read_bytes() == body
     assert [p for p, _ in _Handler.log] == ["/evil/g.bin", "/g.bin"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.bin"]
+
+
+# ---------------------------------------------------------------------------------- CIFAR records, directly
+
+
+def _tar(path, members: dict) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def test_read_cifar_tar_reads_records_and_refuses_broken_members(tmp_path):
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    coarse, fine = np.array([1, 2, 3], dtype=np.uint8), np.array([97, 0, 42], dtype=np.uint8)
+    records = np.concatenate([coarse[:, None], fine[:, None], img.reshape(3, -1)], 1).tobytes()
+    path = tmp_path / "c100.tar.gz"
+    names = "apple\n\xe9t\xe9\n\n".encode("latin-1")  # not UTF-8: read with a replacement character
+    _tar(path, {"cifar-100-binary/train.bin": records, "cifar-100-binary/fine_label_names.txt": names})
+    images, labels, classes = read_cifar_tar(path, "cifar100", "train")
+    assert labels.dtype == torch.int64 and labels.tolist() == [97, 0, 42]  # the fine label, second byte
+    assert images.dtype == torch.uint8 and np.array_equal(images.numpy(), img)
+    assert classes == ["apple", "\ufffdt\ufffd"]
+    _tar(path, {"cifar-100-binary/train.bin": records})
+    assert read_cifar_tar(path, "cifar100", "train")[2] is None  # no names file: no names
+    for member, message in ((records[:-1], "not a multiple of the 3074-byte"), (b"", "has 0 bytes"),
+                            (None, "is not a regular file")):
+        _tar(path, {"cifar-100-binary/train.bin": member})
+        with pytest.raises(DataError, match=message):
+            read_cifar_tar(path, "cifar100", "train")
+    _tar(path, {"cifar-100-binary/test.bin": records})
+    with pytest.raises(DataError, match=f"{re.escape(str(path))} has no member cifar-100-binary/train.bin"):
+        read_cifar_tar(path, "cifar100", "train")
+    path.write_bytes(b"\x1f\x8b truncated gzip")
+    with pytest.raises(DataError, match=f"cannot read the CIFAR archive {re.escape(str(path))}"):
+        read_cifar_tar(path, "cifar100", "train")
