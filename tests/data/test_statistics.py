@@ -279,3 +279,76 @@ def test_auto_pads_up_to_a_quarter_of_the_native_size_and_no_more():
     assert size_plan((28, 28), (28, 35)) == "pad" and size_plan((28, 28), (29, 36)) == "resize"
     assert size_plan((28, 28), (27, 28)) == "resize"  # smaller in one side: cannot pad
     assert size_plan((28, 28), (64, 64), "pad") == "pad" and size_plan((28, 28), (30, 30), "resize") == "resize"
+
+
+# ---------------------------------------------------------------------------------- edge cases of the geometry
+
+
+@pytest.mark.parametrize("h,w,p", [(2, 5, 1), (1, 4, 0), (3, 1, 0), (2, 2, 1)])
+def test_reflect_crop_of_tiny_images_matches_numpy_pad(h, w, p):
+    x = torch.arange(6 * h * w, dtype=torch.uint8).view(6, 1, h, w)
+    from cnnlab.data.augment import crop_flip
+
+    g = torch.Generator().manual_seed(0)
+    top, left = random_crop_params(6, (h, w), (h, w), p, g)
+    flip = torch.tensor([True, False] * 3)
+    out = crop_flip(x, top, left, flip, (h, w), p, "reflect")
+    for i in range(6):
+        padded = np.pad(x[i, 0].numpy(), p, mode="reflect")  # numpy's 'reflect' does not repeat the edge
+        ref = padded[int(top[i]): int(top[i]) + h, int(left[i]): int(left[i]) + w]
+        assert np.array_equal(out[i, 0].numpy(), ref[:, ::-1] if flip[i] else ref), i
+
+
+def test_rrc_fallback_clamps_the_ratio_by_hand():
+    r = (3 / 4, 4 / 3)
+    from cnnlab.data.augment import rrc_fallback
+
+    assert rrc_fallback(10, 10, r) == (10, 10)  # in range: the whole image
+    assert rrc_fallback(30, 40, r) == (30, 40) and rrc_fallback(40, 30, r) == (40, 30)  # on the bounds
+    assert rrc_fallback(10, 100, r) == (10, 13)  # too wide: width = 10 * 4/3
+    assert rrc_fallback(100, 10, r) == (13, 10)  # too tall: height = 10 / (3/4)
+    assert rrc_fallback(20, 50, (0.5, 2.0)) == (20, 40) and rrc_fallback(50, 20, (0.5, 2.0)) == (40, 20)
+
+
+def test_rrc_boxes_on_the_edges_of_what_fits():
+    g = torch.Generator().manual_seed(0)
+    # 1x1 boxes (area 1/16 of 4x4, ratio 1) fit and are used, never widened to the fallback
+    _, _, bh, bw = rrc_params(200, (4, 4), (1 / 16, 1 / 16), (1.0, 1.0), g)
+    assert torch.all(bh == 1) and torch.all(bw == 1)
+    # a box as wide (or as tall) as the image fits
+    _, left, bh, bw = rrc_params(200, (40, 40), (0.75, 0.75), (4 / 3, 4 / 3), g)
+    assert torch.all(bw == 40) and torch.all(bh == 30) and torch.all(left == 0)
+    top, _, bh, bw = rrc_params(200, (40, 40), (0.75, 0.75), (3 / 4, 3 / 4), g)
+    assert torch.all(bh == 40) and torch.all(bw == 30) and torch.all(top == 0)
+    # a box that rounds to zero pixels never is used: the fallback is the whole image
+    _, _, bh, bw = rrc_params(200, (3, 3), (0.01, 0.02), (1.0, 1.0), g)
+    assert torch.all(bh == 3) and torch.all(bw == 3)
+
+
+def test_rrc_with_one_try_mixes_random_and_fallback_boxes_per_sample():
+    # one candidate per sample: some fit, some do not; each sample is decided on its own
+    n, h, w = 4000, 20, 60
+    top, left, bh, bw = rrc_params(n, (h, w), (0.3, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(4), tries=1)
+    assert torch.all(top >= 0) and torch.all(left >= 0) and torch.all(top + bh <= h) and torch.all(left + bw <= w)
+    fallback = (bh == 20) & (bw == round(20 * 4 / 3)) & (left == (60 - 27) / 2)
+    assert 0.2 < fallback.double().mean() < 0.95  # both kinds occur
+    assert torch.all(top[fallback] == 0)
+    # the random corners of the boxes that fit are independent of each other
+    fit = ~fallback & (bh < h) & (bw < w)
+    u = top[fit] / (h - bh[fit] + 1)
+    v = left[fit] / (w - bw[fit] + 1)
+    assert abs(np.corrcoef(u.numpy(), v.numpy())[0, 1]) < 5 / math.sqrt(int(fit.sum()))
+
+
+def test_rrc_corners_are_independent():
+    n = 11_000
+    top, left, _, _ = rrc_params(n, (20, 20), (0.25, 0.25), (1.0, 1.0), torch.Generator().manual_seed(5))
+    assert abs(np.corrcoef(top.numpy(), left.numpy())[0, 1]) < 5 / math.sqrt(n)
+
+
+def test_upsampling_the_whole_image_repeats_the_border_not_zeros():
+    # torchvision's resize of a constant image is constant: the samples nearest the border
+    # (a quarter pixel outside the first pixel centre when upsampling 2x) repeat the edge
+    x = torch.full((1, 1, 4, 4), 7.0)
+    whole = (torch.zeros(1), torch.zeros(1), torch.full((1,), 4.0), torch.full((1,), 4.0))
+    assert torch.allclose(random_resized_crop(x, whole, (8, 8)), torch.full((1, 1, 8, 8), 7.0))
