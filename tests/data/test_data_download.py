@@ -534,3 +534,18 @@ def test_read_cifar_tar_reads_records_and_refuses_broken_members(tmp_path):
     path.write_bytes(b"\x1f\x8b truncated gzip")
     with pytest.raises(DataError, match=f"cannot read the CIFAR archive {re.escape(str(path))}"):
         read_cifar_tar(path, "cifar100", "train")
+
+
+def test_missing_files_message_lists_each_file_its_url_and_checksum(tmp_path):
+    from cnnlab.data.download import missing_files_message
+
+    files = (RemoteFile("a.gz", ("https://example.org/a.gz", "https://mirror/a.gz"), md5="0" * 32),
+             RemoteFile("b.gz", ("https://example.org/b.gz",), sha256="1" * 64))
+    msg = missing_files_message("toy", tmp_path, files)
+    lines = msg.splitlines()
+    assert lines[0] == "toy: files are missing."
+    assert lines[1] == f"Place these files (unchanged, still compressed) in {tmp_path}/ :"
+    assert lines[2] == f"  a.gz    from https://example.org/a.gz  (md5 {'0' * 32})"
+    assert lines[3] == "  b.gz    from https://example.org/b.gz"  # no MD5 to show
+    assert lines[4].startswith("or run `cnnlab download toy`") and len(lines) == 5
+    assert missing_files_message("toy", tmp_path, files, "no network.").splitlines()[0] == "toy: no network."

@@ -352,3 +352,17 @@ def test_cli_weights_table_and_errors(server, home, capsys):
     assert main(["predict", "lenet5", "--pretrained", "x.png"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnlab predict: error: lenet5 has no published pretrained weights")
+
+
+def test_a_cache_folder_of_ones_own_is_the_one_checked(server, home, tmp_path):
+    from cnnlab.weights import fetch_weights
+    from cnnlab.weights.store import is_cached
+
+    w, body = _publish(server)
+    elsewhere = tmp_path / "elsewhere"
+    path = fetch_weights(w, elsewhere, progress=False)
+    assert path == elsewhere / w.file_name and path.read_bytes() == body
+    assert is_cached(w, elsewhere) and not is_cached(w)  # the default folder ($CNNLAB_HOME) is empty
+    assert verify_cached(w, elsewhere) == "ok" and verify_cached(w) == "missing"
+    path.unlink()
+    assert not is_cached(w, elsewhere)  # a record without its file vouches for nothing
