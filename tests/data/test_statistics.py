@@ -23,6 +23,7 @@ from cnnlab.data.augment import (
     size_plan,
 )
 from cnnlab.data.core import DatasetInfo, InMemoryDataset
+from cnnlab.data.folder import decode_image
 
 CPU = torch.device("cpu")
 
@@ -373,3 +374,122 @@ def test_upsampling_the_whole_image_repeats_the_border_not_zeros():
     x = torch.full((1, 1, 4, 4), 7.0)
     whole = (torch.zeros(1), torch.zeros(1), torch.full((1,), 4.0), torch.full((1,), 4.0))
     assert torch.allclose(random_resized_crop(x, whole, (8, 8)), torch.full((1, 1, 8, 8), 7.0))
+
+
+# ---------------------------------------------------------------------------------- image folders
+
+
+def test_folder_rrc_box_area_ratio_and_corner_statistics():
+    import random
+
+    from cnnlab.data.folder import _rrc_box
+
+    rng = random.Random(0)
+    n = 4000
+    # square boxes of a uniform area fraction in (0.25, 1) on a 120x120 image
+    boxes = np.array([_rrc_box(120, 120, (0.25, 1.0), (1.0, 1.0), rng) for _ in range(n)])
+    x0, y0, cw, ch = boxes.T
+    assert np.all(cw == ch) and np.all(x0 + cw <= 120) and np.all(y0 + ch <= 120) and x0.min() >= 0
+    frac = cw * ch / 120 ** 2
+    for q in (0.1, 0.5, 0.9):
+        assert abs(np.quantile(frac, q) - (0.25 + 0.75 * q)) < 5 * math.sqrt(q * (1 - q) / n) * 0.75 + 0.01
+    # log aspect ratio uniform in log(ratio), width = sqrt(area * aspect)
+    boxes = np.array([_rrc_box(400, 300, (0.1, 0.1), (0.5, 2.0), rng) for _ in range(n)])
+    log_r = np.log(boxes[:, 2] / boxes[:, 3])
+    sd = 2 * math.log(2) / math.sqrt(12)
+    assert abs(log_r.mean()) < 5 * sd / math.sqrt(n) + 0.01 and abs(log_r.std() - sd) < 0.02
+    assert np.all(np.abs(boxes[:, 2] * boxes[:, 3] / 120_000 - 0.1) < 0.01)
+    # 10x10 boxes on 20x20: corners uniform on 0..10, independently
+    boxes = np.array([_rrc_box(20, 20, (0.25, 0.25), (1.0, 1.0), rng) for _ in range(11_000)])
+    for corner in (boxes[:, 0], boxes[:, 1]):
+        f = np.bincount(corner, minlength=11) / len(corner)
+        assert len(f) == 11 and _within(f, np.full(11, 1 / 11), len(corner))
+    assert abs(np.corrcoef(boxes[:, 0], boxes[:, 1])[0, 1]) < 5 / math.sqrt(11_000)
+
+
+def test_folder_rrc_box_edges_and_fallback():
+    import random
+
+    from cnnlab.data.folder import _rrc_box
+
+    rng = random.Random(1)
+    assert all(_rrc_box(4, 4, (1 / 16, 1 / 16), (1.0, 1.0), rng)[2:] == (1, 1) for _ in range(50))
+    for _ in range(50):  # boxes as wide (or as tall) as the image fit
+        x0, y0, cw, ch = _rrc_box(40, 40, (0.75, 0.75), (4 / 3, 4 / 3), rng)
+        assert (cw, ch, x0) == (40, 30, 0)
+        x0, y0, cw, ch = _rrc_box(40, 40, (0.75, 0.75), (3 / 4, 3 / 4), rng)
+        assert (cw, ch, y0) == (30, 40, 0)
+    # nothing fits: the centre box of the whole image, its ratio clamped (by hand: 10 x 13, 13 x 10)
+    assert _rrc_box(101, 10, (0.9, 1.0), (3 / 4, 4 / 3), rng) == (44, 0, 13, 10)  # (x0, y0, w, h)
+    assert _rrc_box(10, 101, (0.9, 1.0), (3 / 4, 4 / 3), rng) == (0, 44, 10, 13)
+    assert _rrc_box(3, 3, (0.01, 0.02), (1.0, 1.0), rng) == (0, 0, 3, 3)  # boxes of 0 pixels never used
+
+
+def test_folder_random_resized_crop_decodes_the_box(tmp_path):
+    import random
+
+    from cnnlab.data.folder import _rrc_box
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(img).save(tmp_path / "a.png")
+    scale, ratio = (0.2, 0.6), (0.5, 2.0)
+    for seed in range(5):
+        x0, y0, cw, ch = _rrc_box(50, 30, scale, ratio, random.Random(seed))
+        ref = Image.fromarray(img).crop((x0, y0, x0 + cw, y0 + ch)).resize((12, 8), Image.BILINEAR)
+        out = decode_image(str(tmp_path / "a.png"), (8, 12), rrc=(scale, ratio), sample_seed=seed)
+        # Pillow resizes the box with its own (box-aware) filter: within a grey level or two of crop + resize
+        assert out.shape == (3, 8, 12) and np.abs(out.permute(1, 2, 0).numpy().astype(int) - np.asarray(ref).astype(int)).mean() < 3
+
+
+def test_folder_images_of_the_input_shape_are_adapted_like_in_memory_ones(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from cnnlab.data.augment import adapt_size as adapt
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "g.png")
+    x = torch.from_numpy(img)[None, None]
+    pad = decode_image(str(tmp_path / "g.png"), (32, 32), channels=1)  # MNIST into LeNet: padded
+    assert pad.dtype == torch.uint8 and torch.equal(pad, adapt(x, (32, 32), "pad")[0])
+    up = decode_image(str(tmp_path / "g.png"), (56, 56), channels=1)  # resized, rounded to uint8
+    ref = adapt(x.float(), (56, 56), "resize")[0].round().clamp(0, 255).to(torch.uint8)
+    assert up.dtype == torch.uint8 and torch.equal(up, ref)
+    same = decode_image(str(tmp_path / "g.png"), (28, 28), channels=1)
+    assert torch.equal(same, x[0])
+    # a centre crop fraction below 1 takes the resize-and-crop path instead
+    crop = decode_image(str(tmp_path / "g.png"), (28, 28), channels=1, eval_crop=0.875)
+    assert crop.shape == (1, 28, 28) and not torch.equal(crop, x[0])
+
+
+def test_folder_statistics_of_rgb_images_per_channel(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from cnnlab.data import load_dataset
+
+    rng = np.random.default_rng(2)
+    for k in range(2):
+        (tmp_path / f"c{k}").mkdir()
+        for i in range(6):
+            img = np.stack([rng.integers(0, 256, (6, 7)), rng.integers(0, 64, (6, 7)),
+                            np.full((6, 7), 200)], -1).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / f"c{k}" / f"{i}.png")
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=6)
+    # every training image is in the sample (fewer than 256): mean/std of their pixels, by numpy
+    chosen = np.concatenate([np.asarray(Image.open(p)).reshape(-1, 3) / 255 for p, _ in ds.samples])
+    assert ds.info.channels == 3 and len(ds.samples) < 12  # the 10% hold-out is left out
+    assert np.allclose(ds.info.mean, chosen.mean(0), atol=1e-4)
+    assert np.allclose(ds.info.std[:2], chosen.std(0)[:2], atol=1e-4)
+    assert ds.info.std[2] == 1e-3  # a constant channel: the floor, not 0 (normalising divides by it)
+
+
+def test_an_official_validation_folder_needs_train_and_test(tmp_path):
+    from cnnlab.data.folder import official_val_dir
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "validation").mkdir()
+    assert official_val_dir(tmp_path) is None  # train/ and validation/ but no test/: not a 3-way split
+    (tmp_path / "test").mkdir()
+    assert official_val_dir(tmp_path) == tmp_path / "validation"
+    (tmp_path / "train").rmdir()
+    assert official_val_dir(tmp_path) is None
