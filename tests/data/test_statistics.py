@@ -493,3 +493,101 @@ def test_an_official_validation_folder_needs_train_and_test(tmp_path):
     assert official_val_dir(tmp_path) == tmp_path / "validation"
     (tmp_path / "train").rmdir()
     assert official_val_dir(tmp_path) is None
+
+
+def test_folder_eval_resize_and_centre_crop_cover_the_crop_fraction(tmp_path):
+    # a 160x80 image whose red channel is its column and green its row (0-255 over the image):
+    # shorter side to 32 / crop_pct = 64 (x0.8 -> 128x64), then the centre 32x32, i.e. original
+    # columns 60..100 of 160 and rows 20..60 of 80
+    Image = pytest.importorskip("PIL.Image")
+    xs, ys = np.meshgrid(np.arange(160), np.arange(80))
+    img = np.stack([xs * 255 / 159, ys * 255 / 79, np.zeros_like(xs)], -1).round().astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "grad.png")
+    out = decode_image(str(tmp_path / "grad.png"), (32, 32), eval_crop=0.5).double()
+    col = out[0].mean(0).numpy() * 159 / 255  # original column of each output column
+    row = out[1].mean(1).numpy() * 79 / 255
+    # output pixel j samples the original at (48 + j + 0.5) / 0.8 - 0.5 (columns), (16 + j + 0.5) / 0.8 - 0.5 (rows)
+    assert abs(col[0] - 60.1) < 1.5 and abs(col[-1] - 98.9) < 1.5
+    assert abs(row[0] - 20.1) < 1.5 and abs(row[-1] - 58.9) < 1.5
+    # crop_pct 1: shorter side -> 32 (x0.4 -> 64x32), centre 32 columns: (16 + j + 0.5) / 0.4 - 0.5, all rows
+    whole = decode_image(str(tmp_path / "grad.png"), (32, 32), eval_crop=1.0).double()
+    col = whole[0].mean(0).numpy() * 159 / 255
+    row = whole[1].mean(1).numpy() * 79 / 255
+    assert abs(col[0] - 40.75) < 1.5 and abs(col[-1] - 118.25) < 1.5
+    assert abs(row[0] - 0.75) < 1.5 and abs(row[-1] - 78.25) < 1.5
+
+
+def test_folder_resize_keeps_black_black(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    img = np.zeros((28, 28), np.uint8)
+    img[10:18, 10:18] = 255
+    Image.fromarray(img).save(tmp_path / "b.png")
+    up = decode_image(str(tmp_path / "b.png"), (56, 56), channels=1)
+    assert up.min() == 0 and up.max() == 255
+
+
+def test_folder_training_crops_are_random_per_sample_and_epoch(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from cnnlab.data import load_dataset, make_loader
+
+    rng = np.random.default_rng(3)
+    for k in range(2):
+        (tmp_path / f"c{k}").mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"c{k}" / f"{i}.png")
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=16, mean=[0.5] * 3, std=[0.25] * 3)
+    aug = AugmentConfig(random_resized_crop=True, scale=(0.1, 0.3))
+    loader = make_loader(ds, batch_size=len(ds), train=True, augment=aug, num_workers=0)
+    # batches in sample order (training shuffles): x[e][i] is sample i in epoch e
+    x = []
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        batch = next(iter(loader))[0]
+        order = loader.indices(epoch)[0]
+        x.append(batch[torch.argsort(order)])
+    eval_x = next(iter(make_loader(ds, batch_size=len(ds), train=False, num_workers=0)))[0]
+    assert x[0].shape == eval_x.shape == (len(ds), 3, 16, 16)
+    for i in range(len(ds)):  # each sample: a random box (not the evaluation's view), a new one each epoch
+        assert not torch.allclose(x[0][i], eval_x[i]) and not torch.allclose(x[0][i], x[1][i]), i
+
+
+def test_folder_large_inputs_are_evaluated_on_the_centre_crop(tmp_path):
+    # 128 pixels and more: resize to 128 / 0.875 and take the centre (ResNet/Inception evaluation)
+    Image = pytest.importorskip("PIL.Image")
+    from cnnlab.data import load_dataset, make_loader
+
+    xs, _ = np.meshgrid(np.arange(150), np.arange(150))
+    img = np.stack([xs * 255 / 149] * 3, -1).round().astype(np.uint8)
+    for k in range(2):
+        (tmp_path / f"c{k}").mkdir()
+        for i in range(2):
+            Image.fromarray(img).save(tmp_path / f"c{k}" / f"{i}.png")
+    ds = load_dataset("imagefolder", "train", root=tmp_path, image_size=128, mean=[0.0] * 3, std=[1.0] * 3)
+    x = next(iter(make_loader(ds, batch_size=2, train=False, num_workers=0)))[0]
+    ref = decode_image(str(tmp_path / "c0" / "0.png"), (128, 128), eval_crop=0.875)
+    assert torch.allclose(x[0] * 255, ref.float(), atol=1e-3)
+    assert x[0, 0, 0, 0] * 255 > 5  # the left edge of the image is cropped away
+
+
+def test_folder_subset_and_palette_images(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from cnnlab.data import DataError, load_dataset
+
+    for k in range(2):
+        (tmp_path / f"c{k}").mkdir()
+        for i in range(3):
+            im = Image.fromarray(np.full((5, 5), 40 * (i + k), np.uint8)).convert("P")  # a grey palette
+            im.save(tmp_path / f"c{k}" / f"{i}.png")
+    ds = load_dataset("imagefolder", root=tmp_path)
+    assert ds.info.channels == 1  # palette images whose colours are all grey are grayscale
+    sub = ds.subset([1, 0])
+    assert sub.samples == [ds.samples[1], ds.samples[0]] and sub.classes == ds.classes and sub.info == ds.info
+    assert sub.crop_pct == ds.crop_pct and sub.split == ds.split
+    with pytest.raises(DataError, match="out of range"):
+        ds.subset([len(ds)])
+    x, label = ds[0]
+    assert x.shape == (1, 5, 5) and label == ds.samples[0][1]
+    coloured = Image.new("P", (5, 5))
+    coloured.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    coloured.save(tmp_path / "c0" / "9.png")
+    assert load_dataset("imagefolder", root=tmp_path).info.channels == 3
