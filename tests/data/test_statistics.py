@@ -338,13 +338,19 @@ def test_rrc_boxes_on_the_edges_of_what_fits():
     _, _, bh, bw = rrc_params(200, (4, 4), (1 / 16, 1 / 16), (1.0, 1.0), g)
     assert torch.all(bh == 1) and torch.all(bw == 1)
     # a box as wide (or as tall) as the image fits
-    _, left, bh, bw = rrc_params(200, (40, 40), (0.75, 0.75), (4 / 3, 4 / 3), g)
+    top, left, bh, bw = rrc_params(200, (40, 40), (0.75, 0.75), (4 / 3, 4 / 3), g)
     assert torch.all(bw == 40) and torch.all(bh == 30) and torch.all(left == 0)
+    assert len(set(top.tolist())) == 11  # a random box (the fallback would always be centred)
     top, _, bh, bw = rrc_params(200, (40, 40), (0.75, 0.75), (3 / 4, 3 / 4), g)
     assert torch.all(bh == 40) and torch.all(bw == 30) and torch.all(top == 0)
     # a box that rounds to zero pixels never is used: the fallback is the whole image
     _, _, bh, bw = rrc_params(200, (3, 3), (0.01, 0.02), (1.0, 1.0), g)
     assert torch.all(bh == 3) and torch.all(bw == 3)
+    # ... also when only one side rounds to zero (area ~1 pixel, ratio 1/5: 0 wide, 2 tall)
+    _, _, bh, bw = rrc_params(200, (3, 3), (0.1, 0.12), (0.2, 0.2), g)
+    assert torch.all(bw == 1) and torch.all(bh == 3)  # fallback: height 3, width round(3 * 0.2)
+    _, _, bh, bw = rrc_params(200, (3, 3), (0.1, 0.12), (5.0, 5.0), g)
+    assert torch.all(bh == 1) and torch.all(bw == 3)
 
 
 def test_rrc_with_one_try_mixes_random_and_fallback_boxes_per_sample():
