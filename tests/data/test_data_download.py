@@ -392,6 +392,8 @@ def test_a_remote_file_needs_a_well_formed_checksum():
                 dict(sha256_prefix="ab"), dict(sha256_prefix="xyz123"), dict(md5=" " * 32)):
         with pytest.raises(ValueError, match="hex"):
             RemoteFile("f.bin", ("u",), **bad)
+    with pytest.raises(ValueError, match=r"f.bin: sha256_prefix must be 6-64 hex digits, got 'ab'"):
+        RemoteFile("f.bin", ("u",), sha256_prefix="ab")
     RemoteFile("f.bin", ("u",), md5="A" * 32, sha256="0" * 64, sha256_prefix="0123ab")  # hex in either case
 
 

@@ -420,14 +420,23 @@ def test_folder_rrc_box_edges_and_fallback():
 
     rng = random.Random(1)
     assert all(_rrc_box(4, 4, (1 / 16, 1 / 16), (1.0, 1.0), rng)[2:] == (1, 1) for _ in range(50))
-    for _ in range(50):  # boxes as wide (or as tall) as the image fit
+    tops, lefts = set(), set()
+    for _ in range(100):  # boxes as wide (or as tall) as the image fit, at a random position
         x0, y0, cw, ch = _rrc_box(40, 40, (0.75, 0.75), (4 / 3, 4 / 3), rng)
         assert (cw, ch, x0) == (40, 30, 0)
+        tops.add(y0)
         x0, y0, cw, ch = _rrc_box(40, 40, (0.75, 0.75), (3 / 4, 3 / 4), rng)
         assert (cw, ch, y0) == (30, 40, 0)
+        lefts.add(x0)
+    assert len(tops) == len(lefts) == 11
     # nothing fits: the centre box of the whole image, its ratio clamped (by hand: 10 x 13, 13 x 10)
-    assert _rrc_box(101, 10, (0.9, 1.0), (3 / 4, 4 / 3), rng) == (44, 0, 13, 10)  # (x0, y0, w, h)
-    assert _rrc_box(10, 101, (0.9, 1.0), (3 / 4, 4 / 3), rng) == (0, 44, 10, 13)
+    box = _rrc_box(100, 10, (0.9, 1.0), (3 / 4, 4 / 3), rng)  # (x0, y0, w, h), whole pixels
+    assert box == (43, 0, 13, 10) and all(type(v) is int for v in box)
+    box = _rrc_box(10, 100, (0.9, 1.0), (3 / 4, 4 / 3), rng)
+    assert box == (0, 43, 10, 13) and all(type(v) is int for v in box)
+    # one side rounding to zero pixels: not a box, the fallback is used
+    assert all(_rrc_box(3, 3, (0.1, 0.12), (0.2, 0.2), rng) == (1, 0, 1, 3) for _ in range(20))
+    assert all(_rrc_box(3, 3, (0.1, 0.12), (5.0, 5.0), rng) == (0, 1, 3, 1) for _ in range(20))
     assert _rrc_box(3, 3, (0.01, 0.02), (1.0, 1.0), rng) == (0, 0, 3, 3)  # boxes of 0 pixels never used
 
 
@@ -584,16 +593,28 @@ def test_folder_subset_and_palette_images(tmp_path):
         for i in range(3):
             im = Image.fromarray(np.full((5, 5), 40 * (i + k), np.uint8)).convert("P")  # a grey palette
             im.save(tmp_path / f"c{k}" / f"{i}.png")
-    ds = load_dataset("imagefolder", root=tmp_path)
+    ds = load_dataset("imagefolder", root=tmp_path, crop_pct=0.9)
     assert ds.info.channels == 1  # palette images whose colours are all grey are grayscale
     sub = ds.subset([1, 0])
     assert sub.samples == [ds.samples[1], ds.samples[0]] and sub.classes == ds.classes and sub.info == ds.info
-    assert sub.crop_pct == ds.crop_pct and sub.split == ds.split
+    assert sub.crop_pct == 0.9 and sub.split == ds.split and sub.root == ds.root == str(tmp_path)
     with pytest.raises(DataError, match="out of range"):
         ds.subset([len(ds)])
     x, label = ds[0]
     assert x.shape == (1, 5, 5) and label == ds.samples[0][1]
+    from cnnlab.data.folder import _palette_is_gray
+
+    grey = [v for i in range(256) for v in (i, i, i)]
+    for k, colour in ((1, (0, 255, 0)), (1, (255, 0, 0)), (255, (7, 7, 8))):  # green, red, the last entry
+        im = Image.new("P", (2, 2))
+        pal = list(grey)
+        pal[3 * k: 3 * k + 3] = colour
+        im.putpalette(pal)
+        assert not _palette_is_gray(im), (k, colour)
+        pal[3 * k: 3 * k + 3] = (9, 9, 9)
+        im.putpalette(pal)
+        assert _palette_is_gray(im)
     coloured = Image.new("P", (5, 5))
-    coloured.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    coloured.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
     coloured.save(tmp_path / "c0" / "9.png")
     assert load_dataset("imagefolder", root=tmp_path).info.channels == 3
