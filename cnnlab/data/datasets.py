@@ -38,8 +38,10 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Remote files. URLs: the publishers' locations first, then the mirrors that
 # torchvision and TFDS use. MD5s are the ones the publishers list (Krizhevsky's CIFAR
 # page, Zalando's Fashion-MNIST README) or torchvision's for MNIST; SHA-256s are the
-# ones TFDS/Keras publish for MNIST and the CIFAR-10 binary archive (cross-checked in
-# several independent projects). Where no SHA-256 could be confirmed only MD5 is given.
+# ones TFDS publishes (tensorflow_datasets/url_checksums/{mnist,fashion_mnist,cifar10,
+# cifar100}.txt, with the same byte sizes as here), cross-checked in several independent
+# projects. Every file carries both, and both are checked: MD5 alone no longer vouches
+# for a file (collisions can be made on purpose).
 
 _MNIST_URLS = ("https://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/")
 _FASHION_URLS = (
@@ -58,22 +60,22 @@ MNIST_FILES = _idx_files(_MNIST_URLS, [
     ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
     ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
 ])
-# Fashion-MNIST: MD5s from the Zalando README; the SHA-256 of the training images is
-# published by several projects, the others could not be confirmed, so they are left out.
+# Fashion-MNIST: MD5s from the Zalando README, SHA-256s from TFDS's fashion_mnist.txt.
 FASHION_FILES = _idx_files(_FASHION_URLS, [
     ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
-    ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", None, 29515),
-    ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", None, 4422102),
-    ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", None, 5148),
+    ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
+    ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
+    ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148),
 ])
 CIFAR10_FILES = (RemoteFile(
     "cifar-10-binary.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
     md5="c32a1d4ab5d03f1284b67883e8d87530",
     sha256="c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", size=170052171),)
-# CIFAR-100 binary: MD5 from Krizhevsky's page; no SHA-256 could be confirmed.
+# CIFAR-100 binary: MD5 from Krizhevsky's page, SHA-256 from TFDS's cifar100.txt.
 CIFAR100_FILES = (RemoteFile(
     "cifar-100-binary.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",),
-    md5="03b5dce01913d631647c71ecec9e9cb8", size=168513733),)
+    md5="03b5dce01913d631647c71ecec9e9cb8",
+    sha256="58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec", size=168513733),)
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import contextlib
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -43,6 +44,11 @@ class RemoteFile:
     def __post_init__(self) -> None:
         if not (self.md5 or self.sha256 or self.sha256_prefix):
             raise ValueError(f"{self.name}: a remote file needs at least one checksum")
+        # a malformed checksum would fail every download (or, as a short prefix, check next to nothing)
+        for field, digits in (("md5", "32"), ("sha256", "64"), ("sha256_prefix", "6,64")):
+            value = getattr(self, field)
+            if value and not re.fullmatch(f"[0-9a-fA-F]{{{digits}}}", value):
+                raise ValueError(f"{self.name}: {field} must be {digits.replace(',', '-')} hex digits, got {value!r}")
 
 
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:

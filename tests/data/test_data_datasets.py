@@ -161,3 +161,13 @@ def test_a_tampered_cache_is_re_derived(data_dir):
     fake = {"images": obj["images"], "labels": obj["labels"], "version": obj["version"]}  # no source or hash
     torch.save(fake, cache)
     assert torch.bincount(load_dataset("digits").labels).min() > 100
+
+
+def test_in_memory_dataset_items_and_repr():
+    from cnnlab.data import InMemoryDataset, dataset_info
+
+    imgs = torch.arange(2 * 1 * 3 * 4, dtype=torch.uint8).view(2, 1, 3, 4)
+    ds = InMemoryDataset(imgs, torch.tensor([1, 0]), ["a", "b"], dataset_info("shapes"), "test")
+    x, y = ds[1]
+    assert torch.equal(x, imgs[1]) and y == 0 and type(y) is int
+    assert repr(ds) == "InMemoryDataset('shapes', split='test', 2 images 1x3x4, 2 classes)"

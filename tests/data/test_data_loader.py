@@ -163,3 +163,13 @@ def test_alexnet_and_inception_style_augmentation_run_batched():
     ev = make_loader(ds, batch_size=32, train=False, input_size=(3, 24, 24), augment=aug)
     x, _ = next(iter(ev))
     assert torch.equal(x, next(iter(ev))[0])
+
+
+def test_images_resized_up_front_are_kept_as_uint8():
+    # the once-up-front resize stores rounded uint8 pixels (4x less memory than float)
+    imgs = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    info = dataset_info("shapes").with_(num_classes=2, classes=["a", "b"], channels=3, image_size=(8, 8))
+    ds = InMemoryDataset(imgs, torch.zeros(6, dtype=torch.long), ["a", "b"], info)
+    for size in ((3, 16, 16), (3, 10, 10)):  # resized; padded
+        loader = make_loader(ds, batch_size=3, train=False, input_size=size)
+        assert loader.images.dtype == torch.uint8 and tuple(loader.images.shape[1:]) == size

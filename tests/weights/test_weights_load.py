@@ -352,3 +352,46 @@ def test_cli_weights_table_and_errors(server, home, capsys):
     assert main(["predict", "lenet5", "--pretrained", "x.png"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnlab predict: error: lenet5 has no published pretrained weights")
+
+
+def test_a_cache_folder_of_ones_own_is_the_one_checked(server, home, tmp_path):
+    from cnnlab.weights import fetch_weights
+    from cnnlab.weights.store import is_cached
+
+    w, body = _publish(server)
+    elsewhere = tmp_path / "elsewhere"
+    path = fetch_weights(w, elsewhere, progress=False)
+    assert path == elsewhere / w.file_name and path.read_bytes() == body
+    assert is_cached(w, elsewhere) and not is_cached(w)  # the default folder ($CNNLAB_HOME) is empty
+    assert verify_cached(w, elsewhere) == "ok" and verify_cached(w) == "missing"
+    path.unlink()
+    assert not is_cached(w, elsewhere)  # a record without its file vouches for nothing
+
+
+@pytest.mark.parametrize("full_hash", [True, False])
+def test_a_file_placed_by_hand_is_hashed_before_it_is_trusted(server, home, full_hash):
+    # no record next to it: nothing vouches for the file, so it is hashed in full, never trusted as is
+    w, body = _publish(server, full_hash=full_hash)
+    path = cached_path(w)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(body[:-1] + bytes([body[-1] ^ 1]))  # same size, last byte wrong
+    assert verify_cached(w) == "deleted" and not path.exists()
+    path.write_bytes(body)
+    assert verify_cached(w) == "ok"
+    record = json.loads(path.with_name(path.name + ".sha256.json").read_text())
+    assert record["sha256"] == hashlib.sha256(body).hexdigest() and record["size"] == len(body)
+    assert _Handler.log == []  # nothing was downloaded
+
+
+def test_the_cheap_check_with_a_published_size(server, home):
+    body = _pickle_bytes(_source_state())
+    w, _ = _publish(server, body=body, size_bytes=len(body))
+    cnnlab.create_model(MODEL, pretrained=True)
+    path = cached_path(w)
+    st = path.stat()
+    data = bytearray(body)
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert verify_cached(w) == "ok"  # size (the published one) and mtime match the record: trusted
+    assert verify_cached(w, full=True) == "deleted"
