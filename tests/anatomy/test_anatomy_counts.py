@@ -387,6 +387,39 @@ def test_live_peak_follows_tensor_lifetimes():
     assert a.totals["training"]["forward_peak_bytes"] == 2 * one_map
 
 
+def _two_convs():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True))
+
+
+@pytest.mark.parametrize("optimizer, states", [("sgd", 0), ("momentum", 1), ("adam", 2), ("AdamW", 2)])
+def test_frozen_parameters_get_no_grads_or_optimizer_state(optimizer, states):
+    model = _two_convs()
+    model[0].requires_grad_(False)  # a frozen stem, as in fine-tuning
+    conv1, conv2 = 8 * 3 * 9 + 8, 8 * 8 * 9 + 8  # weights + biases, by hand
+    a = cnnlab.analyze(model, (3, 16, 16), batch_size=2, optimizer=optimizer)
+    t, tr = a.totals, a.totals["training"]
+    assert t["params"] == conv1 + conv2 and t["trainable_params"] == conv2
+    assert t["params_bytes"] == tr["params_bytes"] == 4 * (conv1 + conv2)  # frozen weights still take memory
+    assert tr["grads_bytes"] == 4 * conv2
+    assert tr["optimizer_state_bytes"] == states * 4 * conv2
+    assert tr["optimizer"] == optimizer.lower()
+    # nothing before conv2 needs a gradient, so conv1 keeps no input and the ReLU no output:
+    # conv2's input and the in-place ReLU's output are all autograd keeps
+    one_map = 2 * 8 * 16 * 16 * 4
+    assert tr["saved_activations_bytes"] == 2 * one_map
+    assert tr["total_bytes"] == 2 * one_map + 4 * (conv1 + conv2) + (1 + states) * 4 * conv2
+    assert model[0].weight.requires_grad is False and model[2].weight.requires_grad  # the user's flags kept
+
+
+def test_frozen_parameters_in_half_precision_and_fully_frozen():
+    model = _two_convs().requires_grad_(False)
+    a = cnnlab.analyze(model, (3, 16, 16), batch_size=2, dtype=torch.float16, optimizer="adam")
+    tr = a.totals["training"]
+    assert a.totals["trainable_params"] == 0 and tr["params_bytes"] == 2 * (224 + 584)
+    assert tr["grads_bytes"] == 0 and tr["optimizer_state_bytes"] == 0
+    assert tr["saved_activations_bytes"] == 0  # nothing to differentiate: autograd keeps nothing
+
+
 def test_no_activation_is_allocated():
     model = vgg16_stack()  # real weights: 553 MB that must be neither copied nor used
     with open("/proc/self/clear_refs", "w") as f:
