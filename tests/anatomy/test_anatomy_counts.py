@@ -445,6 +445,34 @@ def test_measured_peak_matches_a_known_pass():
     assert "Measured peak" in a.table()
 
 
+def test_measured_peaks_by_hand():
+    from cnnlab.anatomy.measure import measure_peak
+
+    # forward (no grad): the Linear's output is still referenced while the ReLU writes its own
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU())
+    out = 16 * 32 * 4
+    m = measure_peak(model, [16, 64], torch.float32)
+    assert m["device"] == "cpu" and m["method"] == "torch.profiler memory events"
+    assert m["forward_peak_bytes"] == 2 * out
+    # forward + backward: the activations plus a gradient for every parameter (a few bytes more
+    # for the scalar loss)
+    grads = (64 * 32 + 32) * 4
+    assert out + grads <= m["train_step_peak_bytes"] <= 2 * out + grads + 64
+
+
+def test_measure_leaves_the_model_as_it_was():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model.train()
+    model[1].eval()  # a frozen-statistics BN inside a training model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = cnnlab.analyze(model, (3, 8, 8), batch_size=2, measure=True)
+    assert a.totals["measured"]["train_step_peak_bytes"] > 0
+    assert [m.training for m in model.modules()] == [True, True, False, True, True]
+    assert all(p.grad is None for p in model.parameters())  # the measured step's gradients are dropped
+    # nor are batch norm's running statistics updated from the random batch of the measured step
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 @pytest.mark.skipif(not is_model("resnet50"), reason="resnet50 not registered")
 def test_resnet50_receptive_field_by_hand():
     # torchvision's layout: conv1 7x7/2, maxpool 3x3/2, then every bottleneck adds one 3x3 conv;
