@@ -290,6 +290,44 @@ def test_functional_ops_and_shared_modules():
     assert a.totals["coverage"]["unknown"] == {}
 
 
+class _MixedOps(nn.Module):
+    """Grouped / strided / dilated / transposed convs, a Linear, a batched and a plain matmul."""
+
+    def __init__(self):
+        super().__init__()
+        self.grouped = nn.Conv2d(8, 12, 3, stride=2, padding=1, groups=4)
+        self.dilated = nn.Conv2d(12, 6, (3, 5), padding=(2, 1), dilation=(2, 1), bias=False)
+        self.up = nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1, groups=2)
+        self.fc = nn.Linear(4 * 16, 10)
+        self.proj = nn.Parameter(torch.randn(16, 7))
+
+    def forward(self, x):
+        x = self.up(self.dilated(self.grouped(x)))
+        t = x.flatten(2).transpose(1, 2)
+        att = t @ t.transpose(1, 2)  # bmm
+        y = F.adaptive_avg_pool2d(x, 4).flatten(1)
+        return self.fc(y) + att.mean((1, 2))[:, None] + y[:, :16] @ self.proj.sum(1, keepdim=True)  # addmm, mm
+
+
+@pytest.mark.parametrize("batch, hw", [(1, (16, 16)), (3, (18, 14))])
+def test_macs_match_pytorchs_flop_counter(batch, hw):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _MixedOps()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(batch, 8, *hw))
+    flops = counter.get_flop_counts()
+    conv, mm = torch.ops.aten.convolution, (torch.ops.aten.bmm, torch.ops.aten.addmm, torch.ops.aten.mm)
+    a = cnnlab.analyze(model, (8, *hw), batch_size=batch, training_estimate=False)
+    t = a.totals
+    assert t["macs_batch"] == counter.get_total_flops() // 2
+    assert t["ops"]["conv"] * batch == flops["Global"][conv] // 2
+    assert t["ops"]["linear"] * batch == sum(flops["Global"].get(op, 0) for op in mm) // 2
+    for name in ("grouped", "dilated", "up"):
+        assert a[name]["macs"] * batch == flops[f"_MixedOps.{name}"][conv] // 2, name
+    assert a["fc"]["macs"] * batch == flops["_MixedOps.fc"][torch.ops.aten.addmm] // 2
+
+
 def test_unknown_ops_are_reported_not_zeroed():
     class Odd(nn.Module):
         def __init__(self):
