@@ -23,10 +23,12 @@ def test_percentiles_match_numpy():
 
 
 def test_percentile_bad_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="percentile of an empty sequence"):
         percentile([], 50)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="within 0-100, got 101"):
         percentile([1.0], 101)
+    with pytest.raises(ValueError, match="within 0-100, got -1"):
+        percentile([1.0], -1)
 
 
 def test_summarize():
@@ -123,7 +125,7 @@ def test_summarize_one_run_and_none():
     s = summarize([0.5])
     assert s["runs"] == 1 and s["std_s"] == 0.0
     assert s["median_s"] == s["p90_s"] == s["p99_s"] == s["mean_s"] == s["min_s"] == s["total_s"] == 0.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no timed runs"):
         summarize([])
 
 
@@ -156,8 +158,22 @@ def test_timed_loop_explicit_limits():
     clock = FakeClock([0.25] * 100)
     times, stable = timed_loop(clock.step, min_time=0.0, min_runs=4, clock=clock)
     assert len(times) == 4 and stable  # min_time 0 is allowed: the minimum runs, then stable
-    with pytest.raises(ValueError, match="min_time"):
+    with pytest.raises(ValueError, match="min_time must be >= 0, got -0.5"):
         timed_loop(clock.step, min_time=-0.5, clock=clock)
+
+
+def test_timed_loop_default_min_runs_is_five():
+    clock = FakeClock([2.0] * 100)
+    times, stable = timed_loop(clock.step, min_time=1.0, clock=clock)
+    assert len(times) == 5 and stable
+
+
+def test_timed_loop_stops_at_max_time_exactly():
+    # runs of 0.25, 0.5, 0.75, ... (exact in binary): the total is 1.5 s after three runs, which
+    # is max_time itself; three runs are too few to judge stability
+    clock = FakeClock([0.25 * k for k in range(1, 100)])
+    times, stable = timed_loop(clock.step, min_time=1.0, min_runs=1, max_time=1.5, clock=clock)
+    assert times == [0.25, 0.5, 0.75] and not stable
 
 
 def test_timed_loop_times_each_run_between_syncs():
