@@ -326,6 +326,32 @@ def test_size_check_at_the_exact_boundary(smallest):
             model(torch.zeros(1, 3, h, w))
 
 
+def test_channel_count_message_names_the_inputs_channels():
+    model = _AnySize(1)
+    with pytest.raises(InputSizeError, match=r"expects 3 input channel\(s\), got 1 \(input shape \(2, 1, 9, 7\)\); "
+                                             r"build it with in_chans=1 to change that"):
+        model(torch.zeros(2, 1, 9, 7))
+
+
+def test_a_model_without_parameters_takes_any_float_input():
+    class NoWeights(CnnModel):
+        num_classes, num_features, in_chans, classifier_name = 0, 3, 3, "fc"
+
+        def __init__(self):
+            super().__init__()
+            self.min_input_size = 2
+            self.global_pool, self.fc = nn.AdaptiveMaxPool2d(1), nn.Identity()
+
+        def forward_features(self, x):
+            return x
+
+    model = NoWeights()
+    assert next(model.parameters(), None) is None
+    assert model(torch.ones(1, 3, 2, 2, dtype=torch.float64)).dtype == torch.float64
+    with pytest.raises(InputSizeError, match="at least 2x2"):
+        model(torch.ones(1, 3, 2, 1))
+
+
 def test_autocast_may_feed_another_dtype():
     model = _AnySize(1).eval()
     x = torch.zeros(1, 3, 4, 4, dtype=torch.bfloat16)
