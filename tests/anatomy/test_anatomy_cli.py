@@ -132,6 +132,32 @@ def test_analyze_bad_input():
         cnnlab.analyze(nn.Conv2d(3, 3, 1), 8, dtype=torch.int64)
 
 
+def test_parse_input_size_defaults_and_messages():
+    from cnnlab.anatomy import parse_input_size
+
+    assert parse_input_size(224) == (3, 224, 224) and parse_input_size("224x192") == (3, 224, 192)
+    assert parse_input_size(28, channels=1) == (1, 28, 28) and parse_input_size((5, 7), 2) == (2, 5, 7)
+    assert parse_input_size("3, 16, 8") == (3, 16, 8) and parse_input_size(torch.Size([1, 4, 4])) == (1, 4, 4)
+    for bad, message in (("abc", "input size 'abc' is not a size"), ((3, 0, 4), r"positive integers \(C, H, W\), got \(3, 0, 4\)"),
+                         (True, r"an int or \(C, H, W\), got True"), ([1, 2, 3, 4], r"got \[1, 2, 3, 4\]")):
+        with pytest.raises(ValueError, match=message):
+            parse_input_size(bad)
+
+
+def test_analyze_defaults_from_the_model_info(tiny):
+    # by name: the registered input size, with the channels asked for
+    a = cnnlab.analyze(tiny, in_chans=1, training_estimate=False)
+    assert a.model == tiny and a.input_shape == [1, 1, 32, 32]
+    # a registry model passed as a module: its name and its input size (with its own channels)
+    model = cnnlab.create_model(tiny, in_chans=2)
+    a = cnnlab.analyze(model, training_estimate=False)
+    assert a.model == tiny and a.input_shape == [1, 2, 32, 32]
+    # a plain module: its class name, and an input size is needed
+    assert cnnlab.analyze(nn.Sequential(nn.Conv2d(3, 3, 1)), 4, training_estimate=False).model == "Sequential"
+    with pytest.raises(TypeError, match="model keyword arguments only apply to a model given by name"):
+        cnnlab.analyze(nn.Conv2d(3, 3, 1), 8, num_classes=3)
+
+
 def test_untraceable_models_say_why():
     class PlainTensor(nn.Module):  # a tensor attribute that is not a buffer stays on the CPU
         def __init__(self):
