@@ -156,6 +156,8 @@ def test_analyze_defaults_from_the_model_info(tiny):
     assert cnnlab.analyze(nn.Sequential(nn.Conv2d(3, 3, 1)), 4, training_estimate=False).model == "Sequential"
     with pytest.raises(TypeError, match="model keyword arguments only apply to a model given by name"):
         cnnlab.analyze(nn.Conv2d(3, 3, 1), 8, num_classes=3)
+    with pytest.raises(TypeError, match="takes a model name or an nn.Module, got int"):
+        cnnlab.analyze(42)
 
 
 def test_untraceable_models_say_why():
