@@ -458,6 +458,63 @@ def test_frozen_parameters_in_half_precision_and_fully_frozen():
     assert tr["saved_activations_bytes"] == 0  # nothing to differentiate: autograd keeps nothing
 
 
+class _AuxInTraining(nn.Module):
+    """A conv, plus an auxiliary linear head that only runs in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.aux = nn.Linear(4, 5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.training:
+            return y, self.aux(y.mean((2, 3)))
+        return y
+
+
+def test_train_mode_runs_what_training_runs():
+    model = _AuxInTraining().eval()
+    conv_macs, aux_macs, aux_params = 6 * 6 * 4 * 27, 4 * 5, 4 * 5 + 5
+    ev = cnnlab.analyze(model, (3, 8, 8), batch_size=2)
+    tr = cnnlab.analyze(model, (3, 8, 8), batch_size=2, mode="train")
+    assert ev.totals["macs"] == conv_macs and tr.totals["macs"] == conv_macs + aux_macs
+    assert ev.totals["params_not_in_forward"] == aux_params and tr.totals["params_not_in_forward"] == 0
+    assert ev.conventions["mode"] == "eval" and tr.conventions["mode"] == "train"
+    # the training estimate always traces a train-mode pass, whichever mode the table shows;
+    # autograd keeps the conv's input and the aux Linear's input (the mean keeps only a shape)
+    saved = 2 * 3 * 8 * 8 * 4 + 2 * 4 * 4
+    assert ev.totals["training"]["saved_activations_bytes"] == tr.totals["training"]["saved_activations_bytes"] == saved
+    assert model.training is False  # the caller's mode is kept, in both cases
+    none = cnnlab.analyze(model, (3, 8, 8), batch_size=2, training_estimate=False)["conv"]
+    assert none["macs"] == conv_macs
+    t = cnnlab.analyze(model, (3, 8, 8), training_estimate=False).totals["training"]
+    assert t["saved_activations_bytes"] is None and t["total_bytes"] is None and "note" not in t
+    assert t["params_bytes"] == 4 * (4 * 27 + 4 + aux_params)  # params, grads and state are known without a trace
+
+
+def test_a_failing_train_mode_trace_leaves_the_eval_figures():
+    model = nn.Sequential(nn.Conv2d(3, 4, 2), nn.Flatten(), nn.BatchNorm1d(4))  # training needs > 1 value per channel
+    a = cnnlab.analyze(model, (3, 2, 2), batch_size=1)
+    assert a.totals["macs"] == 4 * 12
+    tr = a.totals["training"]
+    assert tr["saved_activations_bytes"] is None and tr["total_bytes"] is None
+    assert tr["note"].startswith("train-mode trace failed: ") and "channel" in tr["note"]
+    with pytest.raises(ValueError, match="more than 1 value per channel"):  # asked for: the error itself
+        cnnlab.analyze(model, (3, 2, 2), batch_size=1, mode="train")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(count=()), "count must be a non-empty selection"), (dict(count=("conv", "flops")), "got \\['conv', 'flops'\\]"),
+    (dict(mode="training"), "mode must be 'eval' or 'train'"), (dict(optimizer="lion"), "optimizer must be one of"),
+    (dict(batch_size=0), "batch_size must be a positive integer, got 0"), (dict(batch_size=True), "got True"),
+    (dict(batch_size=2.0), "got 2.0"), (dict(dtype="float32"), "dtype must be a floating-point torch.dtype"),
+])
+def test_analyze_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cnnlab.analyze(nn.Conv2d(3, 3, 1), 4, **kwargs)
+
+
 def test_no_activation_is_allocated():
     model = vgg16_stack()  # real weights: 553 MB that must be neither copied nor used
     with open("/proc/self/clear_refs", "w") as f:
