@@ -191,6 +191,7 @@ def test_registered_info_and_what_is_stamped_on_the_model(scratch, dataset, clas
     scratch(f"scratch_{dataset}", dataset=dataset)
     info = cnnlab.model_info(f"scratch_{dataset}")
     assert info.num_classes == classes and info.family == "scratch" and info.description == "A tiny net."
+    assert info.layout == "paper" and info.preprocessing == () and info.aux_loss_weights == ()
     model = cnnlab.create_model(f"scratch_{dataset}")
     assert model.num_classes == classes and model.fc.out_features == classes
     assert model.model_info is info and model.min_input_size == 5
