@@ -56,7 +56,8 @@ def measure_peak(model: nn.Module, input_shape: list[int], dtype: torch.dtype) -
         loss = out.logits.sum() if hasattr(out, "logits") else out.sum()
         if hasattr(out, "aux"):
             loss = loss + sum(a.sum() for a in out.aux)
-        loss.backward()
+        if loss.requires_grad:  # a model without trainable parameters has nothing to differentiate
+            loss.backward()
 
     def peak(fn):
         return _cuda_peak(fn, device) if device.type == "cuda" else _cpu_peak(fn)

@@ -555,6 +555,33 @@ def test_measured_peaks_by_hand():
     assert out + grads <= m["train_step_peak_bytes"] <= 2 * out + grads + 64
 
 
+def test_measured_peaks_other_dtypes_no_weights_and_aux_heads():
+    from cnnlab.anatomy.measure import measure_peak
+    from cnnlab.models.base import AuxOutput
+
+    # the input is made in the model's dtype: 8 bytes a value in float64
+    m = measure_peak(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1)).double(), [2, 3, 8, 8], torch.float64)
+    assert m["forward_peak_bytes"] == 2 * 16 * 8 * 8 * 8
+    # a model without parameters runs on the CPU
+    assert measure_peak(nn.Sequential(nn.Flatten()), [2, 3, 4, 4], torch.float32)["device"] == "cpu"
+
+    class WithAux(nn.Module):  # AuxOutput in training: the aux head's loss is back-propagated too
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 2)
+            self.aux = nn.Linear(8, 1000)
+
+        def forward(self, x):
+            return AuxOutput(self.fc(x), (self.aux(x),)) if self.training else self.fc(x)
+
+    m = measure_peak(WithAux(), [4, 8], torch.float32)
+    aux_grads = (8 * 1000 + 1000) * 4
+    assert m["train_step_peak_bytes"] >= aux_grads + (8 * 2 + 2) * 4 + 4 * 1000 * 4
+
+    with pytest.raises(ValueError, match="measure=True needs a model with real weights"):
+        cnnlab.analyze(nn.Conv2d(3, 3, 1, device="meta"), 4, measure=True)
+
+
 def test_measure_leaves_the_model_as_it_was():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     model.train()
