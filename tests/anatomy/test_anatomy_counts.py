@@ -515,6 +515,34 @@ def test_analyze_refuses_bad_arguments(kwargs, message):
         cnnlab.analyze(nn.Conv2d(3, 3, 1), 4, **kwargs)
 
 
+def _conv_bn_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                         nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 7 * 7, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_real_model_and_its_meta_twin_give_the_same_analysis(dtype):
+    # two paths: a model on the meta device is traced as it is; a model with real (float32)
+    # weights is traced through stand-ins of its parameters and buffers in the analysed dtype
+    real = _conv_bn_net()
+    with torch.device("meta"):
+        twin = _conv_bn_net()
+    twin.to(dtype)
+    for optimizer in ("sgd", "adam"):
+        a = cnnlab.analyze(real, (3, 16, 16), batch_size=4, dtype=dtype, optimizer=optimizer)
+        b = cnnlab.analyze(twin, (3, 16, 16), batch_size=4, dtype=dtype, optimizer=optimizer)
+        assert a.totals == b.totals and a.layers == b.layers
+    tr = a.totals["training"]
+    assert "note" not in tr and tr["saved_activations_bytes"] > 0
+    itemsize = 4 if dtype == torch.float32 else 2
+    # autograd keeps activations, never the parameters: at least the first conv's input and
+    # the Linear's input, and less than every output plus the input
+    assert itemsize * 4 * (3 * 16 * 16 + 8 * 7 * 7) <= tr["saved_activations_bytes"] < \
+        a.totals["forward_bytes_batch"] + a.totals["params_bytes"]
+    assert tr["params_bytes"] == itemsize * a.totals["params"] and tr["optimizer_state_bytes"] == 2 * tr["params_bytes"]
+    assert all(t.dtype == torch.float32 for t in real.state_dict().values() if t.is_floating_point())
+
+
 def test_no_activation_is_allocated():
     model = vgg16_stack()  # real weights: 553 MB that must be neither copied nor used
     with open("/proc/self/clear_refs", "w") as f:
