@@ -185,6 +185,15 @@ def test_untraceable_models_say_why():
         cnnlab.analyze(DataDependent(), 8)
 
 
+def test_an_error_without_a_message_is_named_by_its_type():
+    class Bare(nn.Module):
+        def forward(self, x):
+            raise IndexError
+
+    with pytest.raises(ValueError, match="^Bare cannot run on a 2x3x4x4 input: IndexError$"):
+        cnnlab.analyze(Bare(), 4, batch_size=2)
+
+
 def test_too_small_input_gives_the_models_message(tiny):
     with pytest.raises(InputSizeError, match="needs inputs of at least 8x8 pixels, got 7x7"):
         cnnlab.analyze(tiny, 7)
