@@ -97,6 +97,16 @@ def test_summary_measure(tiny, capsys):
     assert "Measured peak" in out and "adam" in out
 
 
+def test_measure_builds_the_named_model_as_asked(tiny):
+    # measured on a real model built with the same arguments and dtype as the analysed one:
+    # one input channel, float64 (8 bytes a value)
+    a = cnnlab.analyze(tiny, 32, batch_size=2, dtype=torch.float64, measure=True, in_chans=1, num_classes=3)
+    m = a.totals["measured"]
+    first_conv_out = 2 * 8 * 30 * 30 * 8  # the largest single output, float64
+    assert m["forward_peak_bytes"] >= first_conv_out and m["train_step_peak_bytes"] >= first_conv_out
+    assert a.input_shape == [2, 1, 32, 32] and a.layers[-1]["output_shape"] == [2, 3]
+
+
 @pytest.mark.parametrize("args, message", [
     (["summary", "no_such_model"], "unknown model"),
     (["summary", "TINY", "--input-size", "abc"], "is not a size"),
