@@ -3,10 +3,13 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import cnnlab
-from cnnlab.models.base import AuxOutput, InputSizeError
-from cnnlab.registry import DATASET_KINDS, UnknownModelError
+from cnnlab import registry
+from cnnlab.errors import UserError
+from cnnlab.models.base import AuxOutput, CnnModel, FeatureNet, InputSizeError
+from cnnlab.registry import DATASET_KINDS, Paper, Published, UnknownModelError
 from reference import build_on_meta
 
 ALL = cnnlab.list_models()
@@ -133,3 +136,130 @@ def test_unknown_builder_argument():
 def test_builders_are_keyword_only():
     with pytest.raises(TypeError):
         cnnlab.registry._BUILDERS[ALL[0]](10)
+
+
+# -- register_model's checks and stamps, on a scratch copy of the registry -------------------
+
+class _Tiny(CnnModel):
+    def __init__(self, num_classes=10, in_chans=3, drop_rate=0.0, drop_path_rate=0.0):
+        super().__init__()
+        self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, 4
+        self.conv = nn.Conv2d(in_chans, 4, 3, stride=2, padding=1)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward_features(self, x):
+        return self.conv(x)
+
+
+@pytest.fixture
+def scratch(monkeypatch):
+    registry.list_models()  # the real registry first
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    monkeypatch.setattr(registry, "_INFOS", dict(registry._INFOS))
+    monkeypatch.setattr(registry, "_CFG_CACHE", dict(registry._CFG_CACHE))
+    paper = Paper("Tiny nets", "A. Author", 2021, arxiv="2101.00001")
+
+    def register(name, dataset="cifar", **kw):
+        def tiny(*, num_classes: int = 10, in_chans: int = 3, **kwargs) -> _Tiny:
+            """A tiny net.
+
+            More text."""
+            return _Tiny(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        tiny.__name__ = name
+        return registry.register_model(family="scratch", paper=paper, input_size=(3, 16, 16), min_input_size=5,
+                                       dataset=dataset, **kw)(tiny)
+    return register
+
+
+def test_register_model_refuses_bad_declarations(scratch):
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        scratch("scratch_bad_dataset", dataset="coco")
+    scratch("scratch_once")
+    with pytest.raises(ValueError, match="'scratch_once' is registered twice"):
+        scratch("scratch_once")
+    with pytest.raises(ValueError, match=r"unknown preprocessing keys \['size'\]"):
+        scratch("scratch_bad_pre", preprocessing={"size": 3, "mean": (0.5,) * 3})
+    with pytest.raises(TypeError, match=r"keyword-only arguments, not \['num_classes'\]"):
+        registry.register_model(family="scratch", paper=Paper("t", "a", 2020), input_size=(3, 8, 8),
+                                min_input_size=1, dataset="cifar")(lambda num_classes=10, *, in_chans=3: None)
+    assert "scratch_bad_dataset" not in registry._INFOS and "scratch_bad_pre" not in registry._INFOS
+
+
+@pytest.mark.parametrize("dataset, classes", [("mnist", 10), ("cifar", 10), ("imagenet", 1000)])
+def test_registered_info_and_what_is_stamped_on_the_model(scratch, dataset, classes):
+    scratch(f"scratch_{dataset}", dataset=dataset)
+    info = cnnlab.model_info(f"scratch_{dataset}")
+    assert info.num_classes == classes and info.family == "scratch" and info.description == "A tiny net."
+    assert info.layout == "paper" and info.preprocessing == () and info.aux_loss_weights == ()
+    model = cnnlab.create_model(f"scratch_{dataset}")
+    assert model.num_classes == classes and model.fc.out_features == classes
+    assert model.model_info is info and model.min_input_size == 5
+    assert model(torch.zeros(1, 3, 5, 5)).shape == (1, classes)
+    with pytest.raises(InputSizeError, match="at least 5x5"):
+        model(torch.zeros(1, 3, 5, 4))
+    assert registry.list_models("scratch_*", family="scratch") == [f"scratch_{dataset}"]
+    assert registry.list_models("scratch_*", family="other") == []
+
+
+def test_registered_num_classes_aux_weights_and_preprocessing(scratch):
+    scratch("scratch_seven", dataset="imagenet", num_classes=7, aux_loss_weights=[0.3],
+            preprocessing={"crop_pct": 0.9})
+    model = cnnlab.create_model("scratch_seven", in_chans=1)
+    assert model.num_classes == 7 and model.aux_loss_weights == (0.3,)  # the info's, stamped on
+    cfg = model.pretrained_cfg
+    assert cfg["crop_pct"] == 0.9 and cfg["mean"] == (0.485, 0.456, 0.406)  # overridden / the dataset's default
+    assert cfg["input_size"] == (1, 16, 16) and cfg["min_input_size"] == 5  # the model's own channels
+    assert cfg["first_conv"] == "conv" and cfg["classifier"] == "fc" and cfg["num_classes"] == 7
+    assert registry.pretrained_cfg("scratch_seven")["input_size"] == (3, 16, 16)
+
+
+@pytest.mark.parametrize("kwargs, ok", [
+    (dict(num_classes=0), True), (dict(in_chans=1), True), (dict(in_chans=0), False), (dict(in_chans=True), False),
+    (dict(num_classes=-1), False), (dict(num_classes=2.0), False),
+    (dict(drop_rate=0.0), True), (dict(drop_rate=0.99), True), (dict(drop_rate=1.0), False),
+    (dict(drop_rate=-0.1), False), (dict(drop_rate=True), False), (dict(drop_rate="0.1"), False),
+    (dict(drop_path_rate=0), True), (dict(drop_path_rate=1), False), (dict(drop_path_rate=None), True),
+])
+def test_common_arguments_checked_before_the_builder(scratch, kwargs, ok):
+    scratch("scratch_args")
+    if ok:
+        model = cnnlab.create_model("scratch_args", **kwargs)
+        assert model.num_classes == kwargs.get("num_classes", 10)
+    else:
+        key = next(iter(kwargs))
+        with pytest.raises(UserError, match=f"scratch_args: {key} must be"):
+            cnnlab.create_model("scratch_args", **kwargs)
+
+
+def test_features_only_and_out_indices(scratch):
+    scratch("scratch_feats")
+    net = cnnlab.create_model("scratch_feats", features_only=True)
+    assert isinstance(net, FeatureNet) and net.model.num_classes == 0
+    assert [m.shape for m in net(torch.zeros(1, 3, 16, 16))] == [(1, 4, 8, 8)]
+    with pytest.raises(UserError, match="out_indices only applies with features_only=True"):
+        cnnlab.create_model("scratch_feats", out_indices=(0,))
+    assert registry.accepted_arguments("scratch_feats") == sorted(
+        {"num_classes", "in_chans", "drop_rate", "drop_path_rate", "features_only", "out_indices"})
+
+
+def test_paper_and_published_text():
+    p = Paper("Deep nets", "A. B", 2015, arxiv="1512.03385")
+    assert p.url == "https://arxiv.org/abs/1512.03385" and p.cite() == "A. B (2015). Deep nets. arXiv:1512.03385"
+    q = Paper("LeNet", "Y. L", 1998, venue="Proc. IEEE 1998")
+    assert q.url is None and q.cite() == "Y. L (1998). LeNet. Proc. IEEE 1998"
+    assert Paper("X", "Y", 2000).cite() == "Y (2000). X."
+    assert Published(top1=76.13, top5=92.862, dataset="imagenet").accuracy_text() == \
+        "top-1 76.1% / top-5 92.9% (imagenet)"
+    assert Published(top1=70.0).accuracy_text() == "top-1 70.0%"
+    assert Published(top5=88.0, dataset="imagenet").accuracy_text() == "top-5 88.0% (imagenet)"
+    assert Published(error=6.43, dataset="cifar").accuracy_text() == "error 6.43% (cifar)"
+    assert Published(dataset="cifar").accuracy_text() == ""
+
+
+def test_model_info_to_dict():
+    d = cnnlab.model_info("resnet50").to_dict()
+    assert d["name"] == "resnet50" and d["input_size"] == [3, 224, 224]
+    assert d["paper"]["url"] == f"https://arxiv.org/abs/{d['paper']['arxiv']}"
+    assert isinstance(d["preprocessing"], dict) and isinstance(d["aux_loss_weights"], list)
+    assert cnnlab.model_info("googlenet").to_dict()["aux_loss_weights"] == [0.3, 0.3]

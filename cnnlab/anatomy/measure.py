@@ -36,12 +36,16 @@ def _cuda_peak(fn, device) -> int:
 
 def measure_peak(model: nn.Module, input_shape: list[int], dtype: torch.dtype) -> dict:
     """Peak bytes of a real forward (eval, no grad) and a forward + backward (train mode)
-    on ``model``'s device, over what the model's weights already take."""
+    on ``model``'s device, over what the model's weights already take. The model is left
+    as it was: its modes, its buffers (batch norm's running statistics) and no gradients."""
     device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
     if device.type == "meta":
         raise ValueError("measure=True needs a model with real weights (a model on the meta device has none)")
     x = torch.randn(*input_shape, device=device, dtype=dtype)
     was_training = {m: m.training for m in model.modules()}
+    # the train-mode pass updates batch norm's running statistics (and num_batches_tracked)
+    # from random data: keep the model's buffers as they were
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
 
     def forward():
         with torch.no_grad():
@@ -52,7 +56,8 @@ def measure_peak(model: nn.Module, input_shape: list[int], dtype: torch.dtype) -
         loss = out.logits.sum() if hasattr(out, "logits") else out.sum()
         if hasattr(out, "aux"):
             loss = loss + sum(a.sum() for a in out.aux)
-        loss.backward()
+        if loss.requires_grad:  # a model without trainable parameters has nothing to differentiate
+            loss.backward()
 
     def peak(fn):
         return _cuda_peak(fn, device) if device.type == "cuda" else _cpu_peak(fn)
@@ -65,6 +70,9 @@ def measure_peak(model: nn.Module, input_shape: list[int], dtype: torch.dtype) -
     finally:
         for m, flag in was_training.items():
             m.training = flag
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
         model.zero_grad(set_to_none=True)
     return {
         "device": str(device),

@@ -97,6 +97,16 @@ def test_summary_measure(tiny, capsys):
     assert "Measured peak" in out and "adam" in out
 
 
+def test_measure_builds_the_named_model_as_asked(tiny):
+    # measured on a real model built with the same arguments and dtype as the analysed one:
+    # one input channel, float64 (8 bytes a value)
+    a = cnnlab.analyze(tiny, 32, batch_size=2, dtype=torch.float64, measure=True, in_chans=1, num_classes=3)
+    m = a.totals["measured"]
+    first_conv_out = 2 * 8 * 30 * 30 * 8  # the largest single output, float64
+    assert m["forward_peak_bytes"] >= first_conv_out and m["train_step_peak_bytes"] >= first_conv_out
+    assert a.input_shape == [2, 1, 32, 32] and a.layers[-1]["output_shape"] == [2, 3]
+
+
 @pytest.mark.parametrize("args, message", [
     (["summary", "no_such_model"], "unknown model"),
     (["summary", "TINY", "--input-size", "abc"], "is not a size"),
@@ -132,6 +142,34 @@ def test_analyze_bad_input():
         cnnlab.analyze(nn.Conv2d(3, 3, 1), 8, dtype=torch.int64)
 
 
+def test_parse_input_size_defaults_and_messages():
+    from cnnlab.anatomy import parse_input_size
+
+    assert parse_input_size(224) == (3, 224, 224) and parse_input_size("224x192") == (3, 224, 192)
+    assert parse_input_size(28, channels=1) == (1, 28, 28) and parse_input_size((5, 7), 2) == (2, 5, 7)
+    assert parse_input_size("3, 16, 8") == (3, 16, 8) and parse_input_size(torch.Size([1, 4, 4])) == (1, 4, 4)
+    for bad, message in (("abc", "input size 'abc' is not a size"), ((3, 0, 4), r"positive integers \(C, H, W\), got \(3, 0, 4\)"),
+                         (True, r"an int or \(C, H, W\), got True"), ([1, 2, 3, 4], r"got \[1, 2, 3, 4\]")):
+        with pytest.raises(ValueError, match=message):
+            parse_input_size(bad)
+
+
+def test_analyze_defaults_from_the_model_info(tiny):
+    # by name: the registered input size, with the channels asked for
+    a = cnnlab.analyze(tiny, in_chans=1, training_estimate=False)
+    assert a.model == tiny and a.input_shape == [1, 1, 32, 32]
+    # a registry model passed as a module: its name and its input size (with its own channels)
+    model = cnnlab.create_model(tiny, in_chans=2)
+    a = cnnlab.analyze(model, training_estimate=False)
+    assert a.model == tiny and a.input_shape == [1, 2, 32, 32]
+    # a plain module: its class name, and an input size is needed
+    assert cnnlab.analyze(nn.Sequential(nn.Conv2d(3, 3, 1)), 4, training_estimate=False).model == "Sequential"
+    with pytest.raises(TypeError, match="model keyword arguments only apply to a model given by name"):
+        cnnlab.analyze(nn.Conv2d(3, 3, 1), 8, num_classes=3)
+    with pytest.raises(TypeError, match="takes a model name or an nn.Module, got int"):
+        cnnlab.analyze(42)
+
+
 def test_untraceable_models_say_why():
     class PlainTensor(nn.Module):  # a tensor attribute that is not a buffer stays on the CPU
         def __init__(self):
@@ -151,10 +189,19 @@ def test_untraceable_models_say_why():
             y = self.conv(x)
             return y if y.sum().item() > 0 else -y
 
-    with pytest.raises(ValueError, match="neither a parameter nor a buffer.*register it as a buffer"):
+    with pytest.raises(ValueError, match="PlainTensor keeps a tensor that is neither a parameter nor a buffer.*register it as a buffer"):
         cnnlab.analyze(PlainTensor(), 8)
     with pytest.raises(ValueError, match="cannot run on a 1x3x8x8 input: .*item"):
         cnnlab.analyze(DataDependent(), 8)
+
+
+def test_an_error_without_a_message_is_named_by_its_type():
+    class Bare(nn.Module):
+        def forward(self, x):
+            raise IndexError
+
+    with pytest.raises(ValueError, match="^Bare cannot run on a 2x3x4x4 input: IndexError$"):
+        cnnlab.analyze(Bare(), 4, batch_size=2)
 
 
 def test_too_small_input_gives_the_models_message(tiny):

@@ -290,6 +290,44 @@ def test_functional_ops_and_shared_modules():
     assert a.totals["coverage"]["unknown"] == {}
 
 
+class _MixedOps(nn.Module):
+    """Grouped / strided / dilated / transposed convs, a Linear, a batched and a plain matmul."""
+
+    def __init__(self):
+        super().__init__()
+        self.grouped = nn.Conv2d(8, 12, 3, stride=2, padding=1, groups=4)
+        self.dilated = nn.Conv2d(12, 6, (3, 5), padding=(2, 1), dilation=(2, 1), bias=False)
+        self.up = nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1, groups=2)
+        self.fc = nn.Linear(4 * 16, 10)
+        self.proj = nn.Parameter(torch.randn(16, 7))
+
+    def forward(self, x):
+        x = self.up(self.dilated(self.grouped(x)))
+        t = x.flatten(2).transpose(1, 2)
+        att = t @ t.transpose(1, 2)  # bmm
+        y = F.adaptive_avg_pool2d(x, 4).flatten(1)
+        return self.fc(y) + att.mean((1, 2))[:, None] + y[:, :16] @ self.proj.sum(1, keepdim=True)  # addmm, mm
+
+
+@pytest.mark.parametrize("batch, hw", [(1, (16, 16)), (3, (18, 14))])
+def test_macs_match_pytorchs_flop_counter(batch, hw):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _MixedOps()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(batch, 8, *hw))
+    flops = counter.get_flop_counts()
+    conv, mm = torch.ops.aten.convolution, (torch.ops.aten.bmm, torch.ops.aten.addmm, torch.ops.aten.mm)
+    a = cnnlab.analyze(model, (8, *hw), batch_size=batch, training_estimate=False)
+    t = a.totals
+    assert t["macs_batch"] == counter.get_total_flops() // 2
+    assert t["ops"]["conv"] * batch == flops["Global"][conv] // 2
+    assert t["ops"]["linear"] * batch == sum(flops["Global"].get(op, 0) for op in mm) // 2
+    for name in ("grouped", "dilated", "up"):
+        assert a[name]["macs"] * batch == flops[f"_MixedOps.{name}"][conv] // 2, name
+    assert a["fc"]["macs"] * batch == flops["_MixedOps.fc"][torch.ops.aten.addmm] // 2
+
+
 def test_unknown_ops_are_reported_not_zeroed():
     class Odd(nn.Module):
         def __init__(self):
@@ -387,6 +425,124 @@ def test_live_peak_follows_tensor_lifetimes():
     assert a.totals["training"]["forward_peak_bytes"] == 2 * one_map
 
 
+def _two_convs():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True))
+
+
+@pytest.mark.parametrize("optimizer, states", [("sgd", 0), ("momentum", 1), ("adam", 2), ("AdamW", 2)])
+def test_frozen_parameters_get_no_grads_or_optimizer_state(optimizer, states):
+    model = _two_convs()
+    model[0].requires_grad_(False)  # a frozen stem, as in fine-tuning
+    conv1, conv2 = 8 * 3 * 9 + 8, 8 * 8 * 9 + 8  # weights + biases, by hand
+    a = cnnlab.analyze(model, (3, 16, 16), batch_size=2, optimizer=optimizer)
+    t, tr = a.totals, a.totals["training"]
+    assert t["params"] == conv1 + conv2 and t["trainable_params"] == conv2
+    assert t["params_bytes"] == tr["params_bytes"] == 4 * (conv1 + conv2)  # frozen weights still take memory
+    assert tr["grads_bytes"] == 4 * conv2
+    assert tr["optimizer_state_bytes"] == states * 4 * conv2
+    assert tr["optimizer"] == optimizer.lower()
+    # nothing before conv2 needs a gradient, so conv1 keeps no input and the ReLU no output:
+    # conv2's input and the in-place ReLU's output are all autograd keeps
+    one_map = 2 * 8 * 16 * 16 * 4
+    assert tr["saved_activations_bytes"] == 2 * one_map
+    assert tr["total_bytes"] == 2 * one_map + 4 * (conv1 + conv2) + (1 + states) * 4 * conv2
+    assert model[0].weight.requires_grad is False and model[2].weight.requires_grad  # the user's flags kept
+
+
+def test_frozen_parameters_in_half_precision_and_fully_frozen():
+    model = _two_convs().requires_grad_(False)
+    a = cnnlab.analyze(model, (3, 16, 16), batch_size=2, dtype=torch.float16, optimizer="adam")
+    tr = a.totals["training"]
+    assert a.totals["trainable_params"] == 0 and tr["params_bytes"] == 2 * (224 + 584)
+    assert tr["grads_bytes"] == 0 and tr["optimizer_state_bytes"] == 0
+    assert tr["saved_activations_bytes"] == 0  # nothing to differentiate: autograd keeps nothing
+
+
+class _AuxInTraining(nn.Module):
+    """A conv, plus an auxiliary linear head that only runs in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.aux = nn.Linear(4, 5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.training:
+            return y, self.aux(y.mean((2, 3)))
+        return y
+
+
+def test_train_mode_runs_what_training_runs():
+    model = _AuxInTraining().eval()
+    conv_macs, aux_macs, aux_params = 6 * 6 * 4 * 27, 4 * 5, 4 * 5 + 5
+    ev = cnnlab.analyze(model, (3, 8, 8), batch_size=2)
+    tr = cnnlab.analyze(model, (3, 8, 8), batch_size=2, mode="train")
+    assert ev.totals["macs"] == conv_macs and tr.totals["macs"] == conv_macs + aux_macs
+    assert ev.totals["params_not_in_forward"] == aux_params and tr.totals["params_not_in_forward"] == 0
+    assert ev.conventions["mode"] == "eval" and tr.conventions["mode"] == "train"
+    # the training estimate always traces a train-mode pass, whichever mode the table shows;
+    # autograd keeps the conv's input and the aux Linear's input (the mean keeps only a shape)
+    saved = 2 * 3 * 8 * 8 * 4 + 2 * 4 * 4
+    assert ev.totals["training"]["saved_activations_bytes"] == tr.totals["training"]["saved_activations_bytes"] == saved
+    assert model.training is False  # the caller's mode is kept, in both cases
+    none = cnnlab.analyze(model, (3, 8, 8), batch_size=2, training_estimate=False)["conv"]
+    assert none["macs"] == conv_macs
+    t = cnnlab.analyze(model, (3, 8, 8), training_estimate=False).totals["training"]
+    assert t["saved_activations_bytes"] is None and t["total_bytes"] is None and "note" not in t
+    assert t["params_bytes"] == 4 * (4 * 27 + 4 + aux_params)  # params, grads and state are known without a trace
+
+
+def test_a_failing_train_mode_trace_leaves_the_eval_figures():
+    model = nn.Sequential(nn.Conv2d(3, 4, 2), nn.Flatten(), nn.BatchNorm1d(4))  # training needs > 1 value per channel
+    a = cnnlab.analyze(model, (3, 2, 2), batch_size=1)
+    assert a.totals["macs"] == 4 * 12
+    tr = a.totals["training"]
+    assert tr["saved_activations_bytes"] is None and tr["total_bytes"] is None
+    assert tr["note"].startswith("train-mode trace failed: ") and "channel" in tr["note"]
+    with pytest.raises(ValueError, match="more than 1 value per channel"):  # asked for: the error itself
+        cnnlab.analyze(model, (3, 2, 2), batch_size=1, mode="train")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(count=()), "count must be a non-empty selection"), (dict(count=("conv", "flops")), "got \\['conv', 'flops'\\]"),
+    (dict(mode="training"), "mode must be 'eval' or 'train'"), (dict(optimizer="lion"), "optimizer must be one of"),
+    (dict(batch_size=0), "batch_size must be a positive integer, got 0"), (dict(batch_size=True), "got True"),
+    (dict(batch_size=2.0), "got 2.0"), (dict(dtype="float32"), "dtype must be a floating-point torch.dtype"),
+])
+def test_analyze_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cnnlab.analyze(nn.Conv2d(3, 3, 1), 4, **kwargs)
+
+
+def _conv_bn_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                         nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 7 * 7, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_real_model_and_its_meta_twin_give_the_same_analysis(dtype):
+    # two paths: a model on the meta device is traced as it is; a model with real (float32)
+    # weights is traced through stand-ins of its parameters and buffers in the analysed dtype
+    real = _conv_bn_net()
+    with torch.device("meta"):
+        twin = _conv_bn_net()
+    twin.to(dtype)
+    for optimizer in ("sgd", "adam"):
+        a = cnnlab.analyze(real, (3, 16, 16), batch_size=4, dtype=dtype, optimizer=optimizer)
+        b = cnnlab.analyze(twin, (3, 16, 16), batch_size=4, dtype=dtype, optimizer=optimizer)
+        assert a.totals == b.totals and a.layers == b.layers
+    tr = a.totals["training"]
+    assert "note" not in tr and tr["saved_activations_bytes"] > 0
+    itemsize = 4 if dtype == torch.float32 else 2
+    # autograd keeps activations, never the parameters: at least the first conv's input and
+    # the Linear's input, and less than every output plus the input
+    assert itemsize * 4 * (3 * 16 * 16 + 8 * 7 * 7) <= tr["saved_activations_bytes"] < \
+        a.totals["forward_bytes_batch"] + a.totals["params_bytes"]
+    assert tr["params_bytes"] == itemsize * a.totals["params"] and tr["optimizer_state_bytes"] == 2 * tr["params_bytes"]
+    assert all(t.dtype == torch.float32 for t in real.state_dict().values() if t.is_floating_point())
+
+
 def test_no_activation_is_allocated():
     model = vgg16_stack()  # real weights: 553 MB that must be neither copied nor used
     with open("/proc/self/clear_refs", "w") as f:
@@ -410,6 +566,61 @@ def test_measured_peak_matches_a_known_pass():
     assert a.totals["forward_peak_bytes_batch"] == out_bytes  # the meta trace's live-tensor peak
     assert m["train_step_peak_bytes"] >= out_bytes
     assert "Measured peak" in a.table()
+
+
+def test_measured_peaks_by_hand():
+    from cnnlab.anatomy.measure import measure_peak
+
+    # forward (no grad): the Linear's output is still referenced while the ReLU writes its own
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU())
+    out = 16 * 32 * 4
+    m = measure_peak(model, [16, 64], torch.float32)
+    assert m["device"] == "cpu" and m["method"] == "torch.profiler memory events"
+    assert m["forward_peak_bytes"] == 2 * out
+    # forward + backward: the activations plus a gradient for every parameter (a few bytes more
+    # for the scalar loss)
+    grads = (64 * 32 + 32) * 4
+    assert out + grads <= m["train_step_peak_bytes"] <= 2 * out + grads + 64
+
+
+def test_measured_peaks_other_dtypes_no_weights_and_aux_heads():
+    from cnnlab.anatomy.measure import measure_peak
+    from cnnlab.models.base import AuxOutput
+
+    # the input is made in the model's dtype: 8 bytes a value in float64
+    m = measure_peak(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1)).double(), [2, 3, 8, 8], torch.float64)
+    assert m["forward_peak_bytes"] == 2 * 16 * 8 * 8 * 8
+    # a model without parameters runs on the CPU
+    assert measure_peak(nn.Sequential(nn.Flatten()), [2, 3, 4, 4], torch.float32)["device"] == "cpu"
+
+    class WithAux(nn.Module):  # AuxOutput in training: the aux head's loss is back-propagated too
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 2)
+            self.aux = nn.Linear(8, 1000)
+
+        def forward(self, x):
+            return AuxOutput(self.fc(x), (self.aux(x),)) if self.training else self.fc(x)
+
+    m = measure_peak(WithAux(), [4, 8], torch.float32)
+    aux_grads = (8 * 1000 + 1000) * 4
+    assert m["train_step_peak_bytes"] >= aux_grads + (8 * 2 + 2) * 4 + 4 * 1000 * 4
+
+    with pytest.raises(ValueError, match="measure=True needs a model with real weights"):
+        cnnlab.analyze(nn.Conv2d(3, 3, 1, device="meta"), 4, measure=True)
+
+
+def test_measure_leaves_the_model_as_it_was():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model.train()
+    model[1].eval()  # a frozen-statistics BN inside a training model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = cnnlab.analyze(model, (3, 8, 8), batch_size=2, measure=True)
+    assert a.totals["measured"]["train_step_peak_bytes"] > 0
+    assert [m.training for m in model.modules()] == [True, True, False, True, True]
+    assert all(p.grad is None for p in model.parameters())  # the measured step's gradients are dropped
+    # nor are batch norm's running statistics updated from the random batch of the measured step
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.skipif(not is_model("resnet50"), reason="resnet50 not registered")

@@ -1,8 +1,11 @@
 """Every registered model analyzes at its default size, on the meta device. Its conv +
 linear MACs and parameters equal the reference manifest's where there is one
 (tests/reference/*.json), and PyTorch's own FlopCounterMode count elsewhere."""
+import math
+
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
@@ -34,7 +37,21 @@ def test_every_model_analyzes(name):
         assert t["macs"] == flop_counter_macs(model, a.input_shape)  # an independent counter
     assert t["coverage"]["unknown"] == {}, f"ops the counter does not know: {t['coverage']['unknown']}"
     assert t["receptive_field"] is not None and t["output_receptive_field"] is not None
-    assert a.layers[-1]["output_shape"][-1] == info.num_classes or t["params_not_in_forward"] >= 0
+    last = a.layers[-1]
+    # the last row is the classifier, with one score per class: a Linear's N x classes, or a
+    # 1x1 conv's N x classes x 1 x 1 (flattened by a view, which gets no row)
+    shape = last["output_shape"]
+    assert shape[:2] == [1, info.num_classes] and math.prod(shape[2:]) == 1, (last["name"], shape)
+    if isinstance(model.get_classifier(), nn.Conv2d) and last["name"] != model.classifier_name:
+        # a class map averaged afterwards (NiN, SqueezeNet): the last row is that global pool
+        assert last["type"] == "AdaptiveAvgPool2d", last
+    else:
+        assert last["name"] == model.classifier_name, (last["name"], model.classifier_name)
+    # in eval mode the auxiliary heads (GoogLeNet's aux1/aux2, Inception-v3's AuxLogits) do not
+    # run: their parameters, and only theirs, are not in the forward pass
+    aux = sum(p.numel() for k, p in model.named_parameters() if k.split(".")[0].lower().startswith("aux"))
+    assert t["params_not_in_forward"] == aux
+    assert (aux > 0) == bool(info.aux_loss_weights)
     top = [r for r in a.layers if r["depth"] == 1]
     assert sum(r["macs"] for r in top) == t["macs"]
     assert sum(r["params"] for r in top) + t["params_not_in_forward"] == t["params"]

@@ -12,7 +12,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import UnknownArgumentError, UserError
-from cnnlab.models.base import FeatureNet, InputSizeError, InputTypeError
+from cnnlab.models.base import CnnModel, FeatureNet, InputSizeError, InputTypeError
 from reference import build_on_meta, load_manifest, reference_names
 
 ALL = cnnlab.list_models()
@@ -294,6 +294,71 @@ def test_size_check_looks_at_each_side(h, w, side):
     with pytest.raises(InputSizeError, match=f"at least 32x32 pixels, got {h}x{w} \\(the {side}"):
         model(torch.zeros(1, 1, h, w))
     assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+
+
+class _AnySize(CnnModel):
+    """A 1x1 conv and a global pool: runs on any input, so only check_input can refuse one."""
+
+    def __init__(self, smallest):
+        super().__init__()
+        self.num_classes, self.num_features, self.in_chans = 2, 4, 3
+        self.min_input_size = smallest
+        self.body = nn.Conv2d(3, 4, 1)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward_features(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("smallest", [1, 7, 8])
+def test_size_check_at_the_exact_boundary(smallest):
+    model = _AnySize(smallest)
+    s = smallest
+    for h, w in ((s, s), (s, s + 5), (s + 5, s), (3 * s, 2 * s)):  # at least s on each side: taken
+        assert model(torch.zeros(1, 3, h, w)).shape == (1, 2)
+    too_small = [(s - 1, s, "height"), (s, s - 1, "width"), (s - 1, s + 9, "height"), (s + 9, s - 1, "width"),
+                 (s - 1, s - 1, "height")]
+    for h, w, side in too_small:
+        if h < 1 or w < 1:
+            continue
+        with pytest.raises(InputSizeError, match=f"at least {s}x{s} pixels, got {h}x{w} \\(the {side} is too small"):
+            model(torch.zeros(1, 3, h, w))
+
+
+def test_channel_count_message_names_the_inputs_channels():
+    model = _AnySize(1)
+    with pytest.raises(InputSizeError, match=r"expects 3 input channel\(s\), got 1 \(input shape \(2, 1, 9, 7\)\); "
+                                             r"build it with in_chans=1 to change that"):
+        model(torch.zeros(2, 1, 9, 7))
+
+
+def test_a_model_without_parameters_takes_any_float_input():
+    class NoWeights(CnnModel):
+        num_classes, num_features, in_chans, classifier_name = 0, 3, 3, "fc"
+
+        def __init__(self):
+            super().__init__()
+            self.min_input_size = 2
+            self.global_pool, self.fc = nn.AdaptiveMaxPool2d(1), nn.Identity()
+
+        def forward_features(self, x):
+            return x
+
+    model = NoWeights()
+    assert next(model.parameters(), None) is None
+    assert model(torch.ones(1, 3, 2, 2, dtype=torch.float64)).dtype == torch.float64
+    with pytest.raises(InputSizeError, match="at least 2x2"):
+        model(torch.ones(1, 3, 2, 1))
+
+
+def test_autocast_may_feed_another_dtype():
+    model = _AnySize(1).eval()
+    x = torch.zeros(1, 3, 4, 4, dtype=torch.bfloat16)
+    with pytest.raises(InputTypeError, match="torch.float32 parameters but got a torch.bfloat16"):
+        model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: the model casts per op
+        assert model(x).shape == (1, 2)
 
 
 def test_inception_v3_eval_takes_what_torchvision_takes():
