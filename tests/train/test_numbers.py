@@ -196,3 +196,279 @@ def test_a_plateau_state_round_trip_continues_identically():
     fresh = LRSchedule(recipe, steps_per_epoch=5)
     fresh.load_state_dict({"drops": 1, "best": None, "bad_epochs": 0})
     assert fresh.best is None and fresh.drops == 1
+
+
+# -- losses, top-k, threads, validation split, input size (cnnlab.train.loop) --------------
+
+
+def test_every_aux_head_is_weighted_and_label_smoothed():
+    from cnnlab.models.base import AuxOutput
+    from cnnlab.train.loop import loss_fn
+
+    torch.manual_seed(0)
+    logits, a1, a2 = torch.randn(6, 5), torch.randn(6, 5), torch.randn(6, 5)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+
+    def ce(z, eps):  # smoothed cross-entropy by hand: (1 - eps) NLL + eps * mean over classes of -log p
+        logp = z.log_softmax(1)
+        return ((1 - eps) * -logp[range(6), y] + eps * -logp.mean(1)).mean()
+
+    loss, out = loss_fn(AuxOutput(logits, (a1, a2)), y, label_smoothing=0.2, aux_weights=(0.3, 0.5))
+    assert out is logits
+    assert torch.allclose(loss, ce(logits, 0.2) + 0.3 * ce(a1, 0.2) + 0.5 * ce(a2, 0.2))
+    plain, out = loss_fn(logits, y, label_smoothing=0.0, aux_weights=(0.3,))  # a plain tensor has no aux heads
+    assert out is logits and torch.allclose(plain, ce(logits, 0.0))
+
+
+def test_topk_counts_by_hand_with_fewer_classes_than_k():
+    from cnnlab.train.loop import _topk_correct
+
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0], [2.0, 3.0, 1.0]])
+    y = torch.tensor([2, 1, 0, 2])  # ranked 3rd, 1st, 3rd, 3rd
+    got = _topk_correct(logits, y, (1, 2, 5))  # only 3 classes: top-5 is every sample
+    assert [int(c) for c in got] == [1, 1, 4]
+    y = torch.tensor([1, 2, 1, 0])  # ranked 2nd, 2nd, 2nd, 2nd
+    assert [int(c) for c in _topk_correct(logits, y, (1, 2))] == [0, 4]
+
+
+@pytest.fixture
+def eight_cores(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 0.0, 0.0))
+    return os
+
+
+def test_thread_count_by_hand_on_eight_cores(eight_cores, monkeypatch):
+    from cnnlab.train.loop import SMALL_STEP_MACS, choose_threads
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert SMALL_STEP_MACS == 30e6
+    # CUDA: at most 4 threads feed the GPU, from this process's share of the cores.
+    assert choose_threads(10 ** 9, 256, cuda)[0] == 4
+    assert choose_threads(10 ** 9, 256, cuda, local_world_size=4)[0] == 2
+    assert choose_threads(10 ** 9, 256, cuda, local_world_size=8)[0] == 1
+    # A step is 3 x MACs per image x batch (forward + backward): 30 M is where a second thread pays.
+    assert choose_threads(10 ** 6, 10, cpu, load=0.0)[0] == 8  # exactly 30 M
+    threads, why = choose_threads(10 ** 6, 9, cpu, load=0.0)  # 27 M
+    assert threads == 1 and "27 M MACs < 30 M" in why
+    assert choose_threads(10 ** 7, 1, cpu, load=0.0)[0] == 8  # 30 M again, from one big image
+    # Processes on the machine split its cores; each keeps at least one.
+    assert choose_threads(10 ** 9, 64, cpu, local_world_size=3, load=0.0)[0] == 2
+    assert choose_threads(10 ** 9, 64, cpu, local_world_size=8, load=0.0)[0] == 1
+    assert choose_threads(10 ** 9, 64, cpu, local_world_size=16, load=0.0)[0] == 1
+    # Cores the load average keeps busy (whole cores: int(load)) are left to the others.
+    assert choose_threads(10 ** 9, 64, cpu, load=2.7)[0] == 6
+    assert choose_threads(10 ** 9, 64, cpu, load=0.99)[0] == 8
+    assert choose_threads(10 ** 9, 64, cpu, load=7.5)[0] == 1
+    assert choose_threads(10 ** 9, 64, cpu, load=40.0)[0] == 1
+    assert choose_threads(10 ** 9, 64, cpu, local_world_size=2, load=3.0)[0] == 4  # 5 free, share 4
+    assert choose_threads(10 ** 9, 64, cpu, local_world_size=2, load=5.0)[0] == 3
+    threads, why = choose_threads(10 ** 9, 64, cpu)  # the load read from the machine: 3.2
+    assert threads == 5 and "load average is 3.2" in why
+
+    def no_load():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(eight_cores, "getloadavg", no_load)
+    assert choose_threads(10 ** 9, 64, cpu)[0] == 8
+
+
+def test_thread_count_without_sched_getaffinity(eight_cores, monkeypatch):
+    from cnnlab.train.loop import choose_threads
+
+    monkeypatch.delattr(eight_cores, "sched_getaffinity")
+    monkeypatch.setattr(eight_cores, "cpu_count", lambda: 6)
+    assert choose_threads(10 ** 9, 64, torch.device("cpu"), load=0.0)[0] == 6
+    monkeypatch.setattr(eight_cores, "cpu_count", lambda: None)
+    assert choose_threads(10 ** 9, 64, torch.device("cpu"), load=0.0)[0] == 1
+
+
+class _Labelled:
+    """The part of a dataset _split_validation uses: labels, classes, subset."""
+
+    def __init__(self, labels, classes=("a", "b", "c"), index=None):
+        self.labels, self.classes = torch.as_tensor(labels), list(classes)
+        self.index = list(range(len(self.labels))) if index is None else index
+
+    def subset(self, idx):
+        return _Labelled(self.labels[idx], self.classes, [self.index[i] for i in idx])
+
+
+def test_the_validation_split_holds_out_a_fraction_of_every_class():
+    from cnnlab.train.loop import _split_validation
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0] * 10 + [1] * 5 + [2] * 20)[torch.randperm(35, generator=g)]
+    train, val = _split_validation(_Labelled(labels), 0.2, seed=0)
+    # round(0.2 n_c) of each class: 2 of 10, 1 of 5, 4 of 20
+    assert torch.bincount(val.labels, minlength=3).tolist() == [2, 1, 4]
+    assert torch.bincount(train.labels, minlength=3).tolist() == [8, 4, 16]
+    assert sorted(train.index + val.index) == list(range(35))
+    assert [labels[i] for i in val.index] == val.labels.tolist()
+    again, val_again = _split_validation(_Labelled(labels), 0.2, seed=0)
+    assert val_again.index == val.index  # seeded: the same split every time
+    others = [_split_validation(_Labelled(labels), 0.2, seed=s)[1].index for s in (1, 2, 3)]
+    assert any(o != val.index for o in others)
+
+
+def test_the_validation_split_needs_an_image_on_each_side():
+    from cnnlab.train.loop import _split_validation
+
+    train, val = _split_validation(_Labelled([0, 1, 1, 2, 2], classes="abc"), 0.5, seed=0)
+    assert len(val.labels) == 2 and len(train.labels) == 3  # round(0.5) = 0, round(1.0) = 1 each
+    train, val = _split_validation(_Labelled([0, 0, 0, 1, 1, 1], classes="ab"), 0.2, seed=0)
+    assert len(val.labels) == 2  # one of each: round(0.6)
+    with pytest.raises(ValueError, match="holds out no image"):
+        _split_validation(_Labelled([0, 0, 1, 1], classes="ab"), 0.1, seed=0)
+    with pytest.raises(ValueError, match="leaves no training images"):
+        _split_validation(_Labelled([0, 1], classes="ab"), 0.9, seed=0)
+
+
+def test_the_input_size_comes_from_the_model_or_the_data():
+    from cnnlab.train.loop import _input_size
+
+    data = SimpleNamespace(channels=3, image_size=(28, 30))
+    registered = nn.Identity()
+    registered.model_info = SimpleNamespace(input_size=(3, 224, 224), name="net")
+    assert _input_size(registered, data, None) == (3, 224, 224)
+    assert _input_size(registered, data, 64) == (3, 64, 64)  # --image-size
+    assert _input_size(nn.Identity(), data, None) == (3, 28, 30)  # nothing said: the data's
+    plain = nn.Identity()
+    plain.in_chans, plain.input_size = 1, (1, 8, 9)
+    assert _input_size(plain, data, None) == (1, 8, 9)
+    assert all(type(v) is int for v in _input_size(plain, SimpleNamespace(channels=1, image_size=(8.0, 8.0)), None))
+    plain.min_input_size = 8
+    assert _input_size(plain, data, 8) == (1, 8, 8)  # the minimum itself is allowed
+    with pytest.raises(ValueError, match="needs inputs of at least 9x9 pixels; 8x9 is too small"):
+        plain.min_input_size = 9
+        _input_size(plain, data, None)
+    with pytest.raises(ValueError, match="at least 10x10 pixels; 12x9 is too small"):
+        plain.min_input_size, plain.input_size = 10, (1, 12, 9)  # only the width is short
+        _input_size(plain, data, None)
+    registered.min_input_size = 75
+    with pytest.raises(ValueError, match="net needs inputs of at least 75x75"):
+        _input_size(registered, data, 64)
+
+
+def test_aux_weights_from_the_model_or_the_recipe():
+    from cnnlab.train.loop import _aux_weights
+
+    two = nn.Identity()
+    two.aux_loss_weights = (0.3, 0.3)  # GoogLeNet's two heads
+    assert _aux_weights(two, get_recipe("fast")) == (0.3, 0.3)
+    assert _aux_weights(two, get_recipe("fast", aux_weight=0.5)) == (0.5, 0.5)  # the recipe's weight wins
+    assert _aux_weights(nn.Identity(), get_recipe("fast")) == ()
+    assert _aux_weights(nn.Identity(), get_recipe("fast", aux_weight=0.4)) == (0.4,)
+
+
+# -- the number checks of recipes (Recipe.validate) and overrides (Recipe.replace) ----------
+
+# field -> (values that must pass, values that must be refused); every bound from both sides.
+BOUNDS = {
+    "epochs": ([1, 500], [0, -1, 2.0, "3"]),
+    "batch_size": ([1, 1024], [0, -8, 32.0]),
+    "lr": ([1e-9, 0.1, 5], [0, -0.1, float("inf"), float("nan"), "0.1", True]),
+    "momentum": ([0, 0.9, 0.999], [1, 1.5, -0.1]),
+    "weight_decay": ([0, 5e-4], [-1e-9, float("inf")]),
+    "eps": ([None, 1e-8, 1.0], [0, -1.0, float("nan")]),
+    "rms_decay": ([0, 0.9], [1, -0.01]),
+    "beta2": ([0, 0.999], [1, 1.2, -0.5]),
+    "ema_decay": ([0, 0.9999], [1, -0.1]),
+    "filter_rms_max": ([0, 0.1], [-0.1]),
+    "val_fraction": ([0, 0.1, 0.99], [1, -0.1]),
+    "gamma": ([1, 0.1, 1e-3], [0, 1.1, -0.1]),
+    "step_epochs": ([0.5, 30.0], [0, -1.0]),
+    "warmup_epochs": ([0, 1.5], [-0.1]),
+    "warmup_lr": ([0, 0.01], [-0.01]),
+    "label_smoothing": ([0, 0.1, 0.9], [1, -0.1]),
+    "aux_weight": ([None, 0, 0.3], [-0.3, float("inf")]),
+    "grad_clip": ([0, 2.0], [-1.0]),
+    "crop_padding": ([0, 4], [-1]),
+    "cutout": ([0, 16], [-1]),
+    "pca_lighting": ([0, 0.1], [-0.1]),
+    "max_drops": ([0, 2], [-1, 1.5]),
+    "milestones": ([(1.0,), (0.5, 0.75), (0.5, 0.5), ()], [(0.0, 0.5), (0.5, 1.01), (0.75, 0.5), (-0.5,)]),
+    "scale": ([(1.0, 1.0), (0.08, 1.0), (0.5, 0.5)], [(0.0, 1.0), (0.5, 0.4), (0.1, 1.1), (0.1,), (0.1, 0.5, 1.0)]),
+    "schedule": (["constant", "step", "multistep", "cosine", "linear", "plateau"], ["exponential", "Cosine"]),
+    "warmup": (["linear", "constant"], ["cosine"]),
+    "padding_mode": (["constant", "reflect"], ["edge", "zeros"]),
+    "plateau_metric": (["val", "train"], ["test"]),
+    "optimizer": (["sgd", "NAdam", "adamw"], ["adam w", "", 3]),
+    "optimizer_options": ([{}, {"momentum_decay": 0.004}], [{1: 2}, [("a", 1)]]),
+}
+
+
+@pytest.mark.parametrize("field", sorted(BOUNDS))
+def test_each_recipe_number_is_checked_at_its_bounds(field):
+    from cnnlab.train.recipes import Recipe
+
+    good, bad = BOUNDS[field]
+    for value in good:
+        assert getattr(Recipe(**{field: value}), field) == value
+    for value in bad:
+        with pytest.raises(ValueError, match=f"recipe 'base': .*{field}") as exc:
+            Recipe(**{field: value})
+        assert len(str(exc.value).splitlines()) == 1, (field, value)
+
+
+def test_the_recipe_checks_that_tie_fields_together():
+    from cnnlab.train.recipes import Recipe
+
+    with pytest.raises(ValueError, match="plateau schedule watches validation accuracy"):
+        Recipe(schedule="plateau", val_fraction=0)
+    assert Recipe(schedule="plateau", plateau_metric="train", val_fraction=0).val_fraction == 0  # NiN's rule
+    assert Recipe(schedule="cosine", val_fraction=0).val_fraction == 0
+    with pytest.raises(ValueError, match="nesterov needs a momentum > 0"):
+        Recipe(nesterov=True, momentum=0)
+    assert Recipe(nesterov=True, momentum=0.5).nesterov
+    assert Recipe(optimizer="rmsprop", nesterov=True, momentum=0).momentum == 0  # nesterov is SGD's flag only
+
+
+@pytest.mark.parametrize("field, text, value", [
+    ("epochs", "12", 12), ("epochs", 12.0, 12), ("lr", "0.05", 0.05), ("lr", 1, 1.0),
+    ("flip", "true", True), ("flip", "YES", True), ("flip", "on", True), ("flip", "1", True), ("flip", 1, True),
+    ("flip", "false", False), ("flip", "No", False), ("flip", "off", False), ("flip", "0", False), ("flip", 0, False),
+    ("milestones", "0.25,0.5", (0.25, 0.5)), ("milestones", "0.3, 0.6, ", (0.3, 0.6)), ("milestones", [0.5], (0.5,)),
+    ("scale", [0.2, 1], (0.2, 1.0)),
+    ("aux_weight", "none", None), ("aux_weight", "None", None), ("aux_weight", None, None), ("aux_weight", "0.4", 0.4),
+    ("eps", "1.0", 1.0), ("eps", "NONE", None),
+    ("optimizer_options", '{"momentum_decay": 0.004}', {"momentum_decay": 0.004}),
+    ("optimizer_options", {"lr_decay": 0.1}, {"lr_decay": 0.1}),
+    ("schedule", "cosine", "cosine"),
+])
+def test_overrides_are_coerced_to_the_fields_type(field, text, value):
+    got = getattr(get_recipe("resnet_cifar", **{field: text}), field)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("field, text, message", [
+    ("epochs", 2.5, "epochs must be an integer, got 2.5"),
+    ("epochs", "ten", "epochs must be a int, got 'ten'"),
+    ("epochs", True, "epochs must be a number, got True"),
+    ("lr", False, "lr must be a number, got False"),
+    ("lr", "fast", "lr must be a float, got 'fast'"),
+    ("flip", "maybe", "flip must be true or false, got 'maybe'"),
+    ("flip", 2, "flip must be true or false, got 2"),
+    ("flip", 0.5, "flip must be true or false, got 0.5"),
+    ("aux_weight", "heavy", "aux_weight must be a number, got 'heavy'"),
+    ("milestones", "a,b", "milestones must be a tuple, got 'a,b'"),
+    ("optimizer_options", "{not json", "optimizer_options must be a JSON object"),
+    ("optimizer_options", "[1, 2]", "optimizer_options must be a dict, got \\[1, 2\\]"),
+])
+def test_overrides_that_cannot_be_coerced_name_the_field(field, text, message):
+    with pytest.raises(ValueError, match=f"^recipe 'resnet_cifar': {message}"):
+        get_recipe("resnet_cifar", **{field: text})
+
+
+def test_unknown_recipe_names_suggest_close_ones():
+    from cnnlab.train.recipes import UnknownRecipeError
+
+    with pytest.raises(UnknownRecipeError, match=r"unknown recipe 'resnet_cifr'\. Did you mean: resnet_cifar"):
+        get_recipe("resnet_cifr")
+    with pytest.raises(UnknownRecipeError, match=r"unknown recipe 'zzz'\. Known recipes: lenet5, alexnet"):
+        get_recipe("zzz")
+    assert get_recipe("resnet_cifar") is not get_recipe("resnet_cifar")  # a fresh copy each time
+    r = get_recipe("resnet_cifar", lr=0.05)
+    assert r.lr == 0.05 and get_recipe("resnet_cifar").lr == 0.1
