@@ -472,3 +472,59 @@ def test_unknown_recipe_names_suggest_close_ones():
     assert get_recipe("resnet_cifar") is not get_recipe("resnet_cifar")  # a fresh copy each time
     r = get_recipe("resnet_cifar", lr=0.05)
     assert r.lr == 0.05 and get_recipe("resnet_cifar").lr == 0.1
+
+
+# -- the run settings (TrainConfig) ---------------------------------------------------------
+
+
+def test_run_settings_are_checked_at_their_bounds(monkeypatch):
+    import os
+
+    from cnnlab.train.config import TrainConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    ok = dict(model="m", threads=12, image_size=1, train_samples=1, test_samples=1, split_seed=0,
+              precision="bf16", device="cpu", progress="lines", trackers=("tensorboard",), optimizer_factory=len,
+              freeze_backbone=True, pretrained=True)
+    assert TrainConfig(**ok).validate().threads == 12  # 4 threads per logical CPU at most
+    for field, value, message in [
+        ("threads", 13, "threads must be at most 12 on this machine \\(3 logical CPUs\\), got 13"),
+        ("threads", 0, "threads must be a positive integer, got 0"),
+        ("threads", True, "threads must be a positive integer, got True"),
+        ("image_size", 0, "image_size must be a positive integer"),
+        ("image_size", 32.0, "image_size must be a positive integer"),
+        ("train_samples", -5, "train_samples must be a positive integer"),
+        ("test_samples", 0, "test_samples must be a positive integer"),
+        ("split_seed", "7", "split_seed must be an integer"),
+        ("split_seed", False, "split_seed must be an integer"),
+        ("precision", "fp8", "precision must be one of fp32, bf16, fp16, got 'fp8'"),
+        ("device", "tpu", "device must be one of auto, cpu, cuda, got 'tpu'"),
+        ("progress", "quiet", "progress must be one of auto, bar, lines, none, got 'quiet'"),
+        ("trackers", ("jsonl", "mlflow", "neptune"), "unknown tracker\\(s\\) mlflow, neptune; choose from jsonl, "),
+        ("optimizer_factory", "sgd", "optimizer_factory must be a callable"),
+        ("pretrained", None, "freeze_backbone needs pretrained weights"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{message}"):
+            TrainConfig(**{**ok, field: value}).validate()
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: counted as one CPU
+    with pytest.raises(ValueError, match="at most 4 on this machine \\(1 logical CPUs\\)"):
+        TrainConfig(model="m", threads=5).validate()
+    assert TrainConfig(model="m", threads=4, split_seed=3).validate().split_seed == 3
+
+
+def test_run_settings_round_trip_through_json():
+    import json
+
+    from cnnlab.train.config import TrainConfig
+
+    def factory(groups):
+        return None
+
+    cfg = TrainConfig(model="m", dataset="digits", recipe="fast", overrides={"lr": 0.05}, trackers=("tensorboard",),
+                      threads=2, split_seed=4, optimizer_factory=factory, data_options={"channels": 1})
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["trackers"] == ["tensorboard"] and d["optimizer_factory"].endswith("factory")
+    assert "optimizer_factory" not in TrainConfig(model="m").to_dict()
+    back = TrainConfig.from_dict({**d, "added_by_a_later_version": 1})
+    assert back == TrainConfig(**{**cfg.__dict__, "optimizer_factory": None})  # the factory is not saved
+    assert back.trackers == ("tensorboard",) and TrainConfig.from_dict({"model": "m"}).trackers == ()
