@@ -528,3 +528,130 @@ def test_run_settings_round_trip_through_json():
     back = TrainConfig.from_dict({**d, "added_by_a_later_version": 1})
     assert back == TrainConfig(**{**cfg.__dict__, "optimizer_factory": None})  # the factory is not saved
     assert back.trackers == ("tensorboard",) and TrainConfig.from_dict({"model": "m"}).trackers == ()
+
+
+# -- resuming keeps the run's settings (loop._resume_config) --------------------------------
+
+
+def test_a_resumed_run_keeps_its_settings_and_takes_only_how_to_run_from_the_command():
+    import dataclasses
+
+    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.loop import _resume_config
+
+    stored = TrainConfig(model="lenet5", dataset="digits", recipe="fast", overrides={"lr": 0.05, "epochs": 3},
+                         seed=7, split_seed=2, threads=2, train_samples=100, precision="bf16", out="old",
+                         device="cpu", progress="lines", num_workers=1).to_dict()
+    factory = lambda groups: None  # noqa: E731
+    asked = TrainConfig(model="lenet5", overrides={"epochs": 5, "lr": 0.05}, out="runs/x", resume=True,
+                        device="auto", progress="none", trackers=("tensorboard",), num_workers=0, data_dir="d",
+                        download=False, optimizer_factory=factory, seed=99, precision="fp16", train_samples=5)
+    cfg = _resume_config(asked, stored)
+    # the run's own settings ...
+    assert (cfg.dataset, cfg.recipe, cfg.seed, cfg.split_seed, cfg.precision, cfg.train_samples) == (
+        "digits", "fast", 7, 2, "bf16", 100)
+    assert cfg.overrides == {"lr": 0.05, "epochs": 5}  # ... but epochs may be extended
+    # ... how to run it from the command
+    runtime = ("out", "resume", "device", "progress", "trackers", "num_workers", "data_dir", "download",
+               "optimizer_factory")
+    assert {k: getattr(cfg, k) for k in runtime} == {k: getattr(asked, k) for k in runtime}
+    assert cfg.threads == 2  # the automatic count is kept ...
+    assert _resume_config(dataclasses.replace(asked, threads=1), stored).threads == 1  # ... unless given
+    assert _resume_config(TrainConfig(model="lenet5"), stored).overrides == {"lr": 0.05, "epochs": 3}
+    for change, message in [
+        ({"model": "alexnet"}, "trains lenet5, not alexnet"),
+        ({"dataset": "mnist"}, "uses dataset 'digits', not 'mnist'"),
+        ({"recipe": "lenet5"}, "uses recipe 'fast', not 'lenet5'"),
+        ({"overrides": {"lr": 0.1}}, "lr differs from the run being resumed \\(0.1 vs 0.05\\)"),
+        ({"overrides": {"batch_size": 64}}, "batch_size differs .*\\(64 vs 256\\)"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _resume_config(dataclasses.replace(asked, **change), stored)
+    same = _resume_config(dataclasses.replace(asked, overrides={"batch_size": "256", "momentum": 0.9}), stored)
+    assert same.overrides == {"lr": 0.05, "epochs": 3}  # a value equal to the run's is no change
+
+
+# -- one optimization step (loop._Optimization) ---------------------------------------------
+
+
+def _optimization(model, **overrides):
+    from cnnlab.train.loop import _Optimization
+
+    recipe = get_recipe("fast", **{"schedule": "constant", "warmup_epochs": 0, "lr": 0.1, "momentum": 0.0,
+                                   "nesterov": False, "weight_decay": 0.0, "epochs": 2, **overrides})
+    return _Optimization(model, recipe, steps_per_epoch=5, precision="fp32", device=torch.device("cpu"),
+                         factory=None)
+
+
+@pytest.mark.parametrize("clip", [0.0, 1.0, 1e6])
+def test_a_step_is_plain_sgd_on_the_gradient_clipped_to_the_recipes_norm(clip):
+    model = nn.Linear(3, 2)
+    w0 = [p.detach().clone() for p in model.parameters()]
+    x = torch.tensor([[1.0, -2.0, 3.0]])
+    loss = (model(x) * torch.tensor([[40.0, -30.0]])).sum()  # gradient norm ~190
+    grads = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+    norm = torch.cat([g.flatten() for g in grads]).norm()
+    scale = min(1.0, clip / (float(norm) + 1e-6)) if clip > 0 else 1.0  # torch's clip_grad_norm_
+    opt = _optimization(model, grad_clip=clip)
+    assert opt.before_step(0) == pytest.approx(0.1)
+    opt.step(loss)
+    for p, p0, g in zip(model.parameters(), w0, grads):
+        assert torch.allclose(p.detach(), p0 - 0.1 * scale * g, atol=1e-6)
+    if clip == 1.0:  # the step really was clipped: it moved the weights by lr x 1
+        moved = torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(model.parameters(), w0)]).norm()
+        assert float(moved) == pytest.approx(0.1, rel=1e-4)
+
+
+class _Ramped(nn.Linear):
+    def __init__(self):
+        super().__init__(2, 2)
+        self.progress = []
+
+    def set_drop_path_progress(self, p):
+        self.progress.append(p)
+
+
+def test_drop_path_progress_is_the_fraction_of_training_done():
+    model = _Ramped()
+    opt = _optimization(model)  # 2 epochs x 5 steps
+    for step in (0, 3, 9):
+        opt.before_step(step)
+    assert model.progress == pytest.approx([0.0, 0.3, 0.9])
+
+
+def test_the_moving_average_is_what_is_evaluated_and_it_round_trips():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1, bias=False)
+    opt = _optimization(model, ema_decay=0.5, momentum=0.9)
+    assert opt.eval_model(model) is opt.ema.module
+    seen = []
+    for step in range(3):
+        opt.before_step(step)
+        opt.step((model(torch.ones(1, 2)) ** 2).sum())
+        seen.append(model.weight.detach().clone())
+    # n = 0: a copy; then decay min(0.5, (1 + n) / (10 + n)) = 2/11, 3/12
+    expected = seen[0]
+    for n, w in ((1, seen[1]), (2, seen[2])):
+        d = (1 + n) / (10 + n)
+        expected = d * expected + (1 - d) * w
+    assert torch.allclose(opt.ema.module.weight, expected)
+
+    import io
+
+    buffer = io.BytesIO()  # through bytes, as a checkpoint does (the state holds live tensors)
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert state["scaler"] == {} and state["schedule"] == {"drops": 0, "best": None, "bad_epochs": 0}
+    twin = nn.Linear(2, 1, bias=False)
+    twin.load_state_dict(model.state_dict())
+    other = _optimization(twin, ema_decay=0.5, momentum=0.9)
+    other.load_state_dict(state)
+    assert torch.allclose(other.ema.module.weight, expected)
+    # the momentum buffer came back too: the next steps agree
+    for o, m in ((other, twin), (opt, model)):
+        o.before_step(3)
+        o.step((m(torch.ones(1, 2)) ** 2).sum())
+    assert torch.equal(twin.weight, model.weight) and torch.equal(other.ema.module.weight, opt.ema.module.weight)
+    plain = _optimization(nn.Linear(2, 1))
+    assert plain.ema is None and plain.eval_model(model) is model and plain.state_dict()["ema"] == {}
