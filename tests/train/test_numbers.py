@@ -655,3 +655,80 @@ def test_the_moving_average_is_what_is_evaluated_and_it_round_trips():
     assert torch.equal(twin.weight, model.weight) and torch.equal(other.ema.module.weight, opt.ema.module.weight)
     plain = _optimization(nn.Linear(2, 1))
     assert plain.ema is None and plain.eval_model(model) is model and plain.state_dict()["ema"] == {}
+
+
+# -- optimizers from recipes (cnnlab.train.optim) -------------------------------------------
+
+
+class _Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)  # 4-D weight, 1-D bias
+        self.bn = nn.BatchNorm2d(3)  # 1-D scale and shift
+        self.fc = nn.Linear(3, 2, bias=False)  # 2-D weight only
+        self.frozen = nn.Linear(2, 2)
+        self.frozen.requires_grad_(False)
+
+
+def test_parameter_groups_by_hand():
+    from cnnlab.train.optim import param_groups
+
+    m = _Mixed()
+    matrices, vectors = [m.conv.weight, m.fc.weight], [m.conv.bias, m.bn.weight, m.bn.bias]
+    (one,) = param_groups(m, 1e-4)
+    assert one["weight_decay"] == 1e-4 and {id(p) for p in one["params"]} == {id(p) for p in matrices + vectors}
+    decay, free = param_groups(m, 5e-4, decay_norm_and_bias=False)
+    assert [id(p) for p in decay["params"]] == [id(p) for p in matrices] and decay["weight_decay"] == 5e-4
+    assert [id(p) for p in free["params"]] == [id(p) for p in vectors] and free["weight_decay"] == 0.0
+    (only,) = param_groups(m, 0.0, decay_norm_and_bias=False)  # no decay at all: one group
+    assert only["weight_decay"] == 0.0 and len(only["params"]) == 5
+    (weights,) = param_groups(nn.Linear(3, 3, bias=False), 1e-4, decay_norm_and_bias=False)  # no 1-D parameter
+    assert weights["weight_decay"] == 1e-4
+    (vector,) = param_groups(nn.BatchNorm1d(3, affine=True).requires_grad_(True), 1e-4, decay_norm_and_bias=False)
+    assert vector["weight_decay"] == 0.0 and len(vector["params"]) == 2
+    with pytest.raises(ValueError, match="the model has no trainable parameters"):
+        param_groups(m.frozen, 1e-4)
+
+
+def test_recipe_fields_reach_torch_optim():
+    from cnnlab.train.optim import build_optimizer
+
+    m = nn.Linear(2, 2)
+
+    def built(**overrides):
+        opt = build_optimizer(m, get_recipe("fast", **overrides))
+        return type(opt).__name__, opt.defaults
+
+    name, d = built(optimizer="SGD", lr=0.3, momentum=0.8, nesterov=True)  # the name in any case
+    assert (name, d["lr"], d["momentum"], d["nesterov"]) == ("SGD", 0.3, 0.8, True)
+    name, d = built(optimizer="sgd", nesterov=False, optimizer_options={"dampening": 0.1, "momentum": 0.5})
+    assert (d["momentum"], d["nesterov"], d["dampening"]) == (0.5, False, 0.1)  # options win over fields
+    name, d = built(optimizer="rmsprop", rms_decay=0.95, momentum=0.3, eps=0.5)
+    assert (name, d["alpha"], d["momentum"], d["eps"]) == ("RMSprop", 0.95, 0.3, 0.5)
+    name, d = built(optimizer="RMSprop", eps=None)
+    assert (d["eps"], d["alpha"]) == (torch.optim.RMSprop([nn.Parameter(torch.zeros(1))]).defaults["eps"], 0.9)
+    name, d = built(optimizer="adam", momentum=0.85, beta2=0.95, eps=1e-6)
+    assert (name, d["betas"], d["eps"]) == ("Adam", (0.85, 0.95), 1e-6)
+    name, d = built(optimizer="AdamW", momentum=0.9, beta2=0.98, eps=None)
+    assert (name, d["betas"], d["eps"]) == ("AdamW", (0.9, 0.98), 1e-8)
+    name, d = built(optimizer="adagrad", lr=0.05, optimizer_options={"lr_decay": 0.01})
+    assert (name, d["lr"], d["lr_decay"]) == ("Adagrad", 0.05, 0.01)
+    with pytest.raises(ValueError, match=r"optimizer Adagrad does not take the options \['momentum'\]"):
+        built(optimizer="adagrad", optimizer_options={"momentum": 0.9})
+
+
+def test_optimizer_names_are_torch_optims_in_any_case():
+    from cnnlab.train.optim import optimizer_class
+
+    assert optimizer_class("adamw") is torch.optim.AdamW and optimizer_class("ADAMW") is torch.optim.AdamW
+    assert optimizer_class("Sgd") is torch.optim.SGD and optimizer_class("lbfgs") is torch.optim.LBFGS
+    with pytest.raises(ValueError, match=r"unknown optimizer 'Optimizer'; choose one of torch.optim's: ASGD, Adadelta"):
+        optimizer_class("Optimizer")  # the base class is no optimizer
+
+
+def test_the_averaging_decay_warms_up_like_tensorflows():
+    from cnnlab.train.optim import ema_decay_at
+
+    # TensorFlow's ExponentialMovingAverage(num_updates=n): min(decay, (1 + n) / (10 + n))
+    assert [ema_decay_at(0.9999, n) for n in (0, 1, 2, 90)] == pytest.approx([1 / 10, 2 / 11, 3 / 12, 91 / 100])
+    assert ema_decay_at(0.5, 5) == pytest.approx(0.4) and ema_decay_at(0.5, 9) == 0.5
