@@ -732,3 +732,22 @@ def test_the_averaging_decay_warms_up_like_tensorflows():
     # TensorFlow's ExponentialMovingAverage(num_updates=n): min(decay, (1 + n) / (10 + n))
     assert [ema_decay_at(0.9999, n) for n in (0, 1, 2, 90)] == pytest.approx([1 / 10, 2 / 11, 3 / 12, 91 / 100])
     assert ema_decay_at(0.5, 5) == pytest.approx(0.4) and ema_decay_at(0.5, 9) == 0.5
+
+
+def test_the_moving_average_covers_batchnorm_statistics():
+    from cnnlab.train.optim import make_ema
+
+    bn = nn.BatchNorm1d(2)
+    ema = make_ema(bn, 0.9)
+    with torch.no_grad():
+        bn.running_mean.fill_(1.0)
+        bn.num_batches_tracked.fill_(7)
+    ema.update_parameters(bn)  # the first update copies
+    assert torch.equal(ema.module.running_mean, torch.ones(2)) and int(ema.module.num_batches_tracked) == 7
+    with torch.no_grad():
+        bn.running_mean.fill_(3.0)
+        bn.num_batches_tracked.fill_(9)
+    ema.update_parameters(bn)
+    d = 2 / 11  # min(0.9, (1 + 1) / (10 + 1))
+    assert torch.allclose(ema.module.running_mean, torch.full((2,), d * 1.0 + (1 - d) * 3.0))
+    assert int(ema.module.num_batches_tracked) == 9  # an integer counter follows the model, unaveraged
