@@ -420,8 +420,9 @@ def test_the_recipe_checks_that_tie_fields_together():
         Recipe(schedule="plateau", val_fraction=0)
     assert Recipe(schedule="plateau", plateau_metric="train", val_fraction=0).val_fraction == 0  # NiN's rule
     assert Recipe(schedule="cosine", val_fraction=0).val_fraction == 0
-    with pytest.raises(ValueError, match="nesterov needs a momentum > 0"):
-        Recipe(nesterov=True, momentum=0)
+    for name in ("sgd", "SGD"):  # optimizer names are matched without regard to case
+        with pytest.raises(ValueError, match="nesterov needs a momentum > 0"):
+            Recipe(optimizer=name, nesterov=True, momentum=0)
     assert Recipe(nesterov=True, momentum=0.5).nesterov
     assert Recipe(optimizer="rmsprop", nesterov=True, momentum=0).momentum == 0  # nesterov is SGD's flag only
 
