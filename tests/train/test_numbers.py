@@ -752,3 +752,24 @@ def test_the_moving_average_covers_batchnorm_statistics():
     d = 2 / 11  # min(0.9, (1 + 1) / (10 + 1))
     assert torch.allclose(ema.module.running_mean, torch.full((2,), d * 1.0 + (1 - d) * 3.0))
     assert int(ema.module.num_batches_tracked) == 9  # an integer counter follows the model, unaveraged
+
+
+def test_optimization_state_loading_scaler_mismatch_and_a_missing_average():
+    from cnnlab.train.loop import _Optimization
+
+    def fp16(model):
+        return _Optimization(model, get_recipe("fast"), steps_per_epoch=2, precision="fp16",
+                             device=torch.device("cpu"), factory=None)
+
+    state = fp16(nn.Linear(2, 2)).state_dict()
+    assert state["scaler"]["scale"] == 65536.0
+    state["scaler"]["scale"] = 128.0  # fp16 loss scaling moved away from its start
+    b = fp16(nn.Linear(2, 2))
+    b.load_state_dict(state)
+    assert b.scaler.get_scale() == 128.0
+    averaged = _optimization(nn.Linear(2, 2), ema_decay=0.5).state_dict()
+    plain = _optimization(nn.Linear(2, 2))
+    plain.load_state_dict(averaged)  # a stored average the run no longer keeps is ignored
+    assert plain.ema is None
+    with pytest.raises(ValueError, match="^--resume: the optimizer state in the checkpoint does not fit: "):
+        _optimization(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))).load_state_dict(averaged)
