@@ -773,3 +773,28 @@ def test_optimization_state_loading_scaler_mismatch_and_a_missing_average():
     assert plain.ema is None
     with pytest.raises(ValueError, match="^--resume: the optimizer state in the checkpoint does not fit: "):
         _optimization(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))).load_state_dict(averaged)
+
+
+# -- rebuilding a trained model (inference.model_from_checkpoint) ---------------------------
+
+
+def test_a_checkpoint_rebuilds_its_model_with_the_averaged_weights_when_it_kept_them():
+    from cnnlab.registry import create_model
+    from cnnlab.train.checkpoint import CheckpointError
+    from cnnlab.train.inference import model_from_checkpoint
+
+    torch.manual_seed(0)
+    raw = create_model("lenet5", num_classes=7).state_dict()
+    averaged = {f"module.{k}": v + 1 if v.is_floating_point() else v for k, v in raw.items()}
+    meta = {"model": "lenet5", "num_classes": 7}
+    plain = model_from_checkpoint({"meta": meta, "model": raw})
+    assert not plain.training and all(torch.equal(plain.state_dict()[k], v) for k, v in raw.items())
+    ema = model_from_checkpoint({"meta": meta, "model": raw, "ema": {**averaged, "n_averaged": torch.tensor(3)}})
+    assert all(torch.equal(ema.state_dict()[k], averaged[f"module.{k}"]) for k in raw)
+    assert model_from_checkpoint({"meta": meta, "model": raw, "ema": {}}).state_dict().keys() == raw.keys()
+    with pytest.raises(CheckpointError, match="holds a custom model \\('lenet5'\\)"):
+        model_from_checkpoint({"meta": {**meta, "registered": False}, "model": raw})
+    with pytest.raises(CheckpointError, match="holds a custom model \\('tinynet'\\)"):
+        model_from_checkpoint({"meta": {**meta, "model": "tinynet"}, "model": raw})
+    with pytest.raises(CheckpointError, match="the checkpoint's weights do not fit lenet5: Error"):
+        model_from_checkpoint({"meta": {**meta, "num_classes": 10}, "model": raw})
