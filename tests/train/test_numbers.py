@@ -246,7 +246,7 @@ def test_thread_count_by_hand_on_eight_cores(eight_cores, monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert SMALL_STEP_MACS == 30e6
     # CUDA: at most 4 threads feed the GPU, from this process's share of the cores.
-    assert choose_threads(10 ** 9, 256, cuda)[0] == 4
+    assert choose_threads(10 ** 9, 256, cuda) == (4, "CUDA training: 4 CPU thread(s) feed the GPU")
     assert choose_threads(10 ** 9, 256, cuda, local_world_size=4)[0] == 2
     assert choose_threads(10 ** 9, 256, cuda, local_world_size=8)[0] == 1
     # A step is 3 x MACs per image x batch (forward + backward): 30 M is where a second thread pays.
