@@ -798,3 +798,21 @@ def test_a_checkpoint_rebuilds_its_model_with_the_averaged_weights_when_it_kept_
         model_from_checkpoint({"meta": {**meta, "model": "tinynet"}, "model": raw})
     with pytest.raises(CheckpointError, match="the checkpoint's weights do not fit lenet5: Error"):
         model_from_checkpoint({"meta": {**meta, "num_classes": 10}, "model": raw})
+
+
+def test_a_model_without_its_papers_recipe_gets_its_familys_or_its_datasets(monkeypatch):
+    import cnnlab.registry
+    from cnnlab.train.recipes import default_dataset, recipe_for_model, recipe_note
+
+    infos = {"mynet": ("resnet", "cifar"), "tinyconv": ("other", "mnist"), "bignet": ("other", "imagenet"),
+             "seresnet_x": ("senet", "imagenet"), "se_small": ("senet", "cifar")}
+    monkeypatch.setattr(cnnlab.registry, "model_info",
+                        lambda name: SimpleNamespace(family=infos[name][0], dataset=infos[name][1]))
+    assert recipe_for_model("mynet").name == "resnet_cifar"
+    assert recipe_note("mynet") == ("no recipe from mynet's own paper is registered; it trains with resnet_cifar, "
+                                    "the recipe for resnet models on cifar-sized data")
+    assert recipe_for_model("tinyconv").name == "lenet5" and default_dataset("tinyconv") == "mnist_5k"
+    assert recipe_for_model("bignet", epochs=3).epochs == 3 and default_dataset("bignet") == "imagefolder"
+    assert recipe_for_model("bignet").name == "resnet_imagenet" and default_dataset("mynet") == "cifar10"
+    assert recipe_for_model("seresnet_x").name == "senet" and recipe_note("seresnet_x") == ""  # se* on ImageNet
+    assert recipe_for_model("se_small").name == "resnet_cifar"  # ... but not on CIFAR
