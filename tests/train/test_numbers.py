@@ -260,7 +260,7 @@ def test_thread_count_by_hand_on_eight_cores(eight_cores, monkeypatch):
     assert choose_threads(10 ** 9, 64, cpu, local_world_size=16, load=0.0)[0] == 1
     # Cores the load average keeps busy (whole cores: int(load)) are left to the others.
     assert choose_threads(10 ** 9, 64, cpu, load=2.7)[0] == 6
-    assert choose_threads(10 ** 9, 64, cpu, load=0.99)[0] == 8
+    assert choose_threads(10 ** 9, 64, cpu, load=0.99) == (8, "8 of 8 cores for this process (192.00 G MACs per step)")
     assert choose_threads(10 ** 9, 64, cpu, load=7.5)[0] == 1
     assert choose_threads(10 ** 9, 64, cpu, load=40.0)[0] == 1
     assert choose_threads(10 ** 9, 64, cpu, local_world_size=2, load=3.0)[0] == 4  # 5 free, share 4
@@ -525,6 +525,11 @@ def test_run_settings_round_trip_through_json():
                       threads=2, split_seed=4, optimizer_factory=factory, data_options={"channels": 1})
     d = json.loads(json.dumps(cfg.to_dict()))
     assert d["trackers"] == ["tensorboard"] and d["optimizer_factory"].endswith("factory")
+    assert cfg.to_dict()["trackers"] == ["tensorboard"]  # a list before JSON too
+    import functools
+
+    partial = functools.partial(factory)  # no __qualname__: its repr is recorded
+    assert TrainConfig(model="m", optimizer_factory=partial).to_dict()["optimizer_factory"] == repr(partial)
     assert "optimizer_factory" not in TrainConfig(model="m").to_dict()
     back = TrainConfig.from_dict({**d, "added_by_a_later_version": 1})
     assert back == TrainConfig(**{**cfg.__dict__, "optimizer_factory": None})  # the factory is not saved
@@ -816,3 +821,15 @@ def test_a_model_without_its_papers_recipe_gets_its_familys_or_its_datasets(monk
     assert recipe_for_model("bignet").name == "resnet_imagenet" and default_dataset("mynet") == "cifar10"
     assert recipe_for_model("seresnet_x").name == "senet" and recipe_note("seresnet_x") == ""  # se* on ImageNet
     assert recipe_for_model("se_small").name == "resnet_cifar"  # ... but not on CIFAR
+
+
+def test_fp16_loss_scaling_clips_the_unscaled_gradient():
+    model = nn.Linear(3, 2)
+    w0 = [p.detach().clone() for p in model.parameters()]
+    loss = (model(torch.tensor([[1.0, -2.0, 3.0]])) * torch.tensor([[40.0, -30.0]])).sum()
+    opt = _optimization(model, grad_clip=1.0)
+    opt.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)  # as precision="fp16" builds it
+    opt.before_step(0)
+    opt.step(loss)
+    moved = torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(model.parameters(), w0)]).norm()
+    assert float(moved) == pytest.approx(0.1, rel=1e-4)  # lr x the clipped norm 1, not scaled by 1024
