@@ -292,7 +292,7 @@ def test_unreadable_checkpoints_say_why_in_one_line(tmp_path, monkeypatch):
 def test_the_disk_is_called_full_below_one_mebibyte_free(tmp_path, monkeypatch):
     from cnnlab.train.checkpoint import _disk_full
 
-    assert _disk_full(tmp_path / "x.pt") in (True, False)  # the real disk of the folder, no error
+    _disk_full(tmp_path / "x.pt")  # asks the real disk of the folder without an error
     seen = []
 
     def usage(free):
