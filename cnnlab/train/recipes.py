@@ -141,7 +141,7 @@ class Recipe:
              "the plateau schedule watches validation accuracy: give val_fraction > 0 or plateau_metric train")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum!r}")
-        need(not (self.nesterov and self.optimizer == "sgd" and self.momentum == 0),
+        need(not (self.nesterov and self.optimizer.lower() == "sgd" and self.momentum == 0),
              "nesterov needs a momentum > 0")
         need(all(0 < m <= 1 for m in self.milestones), f"milestones are fractions of the epochs in (0, 1], got {self.milestones!r}")
         need(list(self.milestones) == sorted(self.milestones), f"milestones must increase, got {self.milestones!r}")

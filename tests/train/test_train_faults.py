@@ -246,3 +246,85 @@ def test_a_full_disk_is_named_when_torch_reports_it_as_a_runtime_error(tmp_path,
     with pytest.raises(OSError, match="the disk is full"):
         save_checkpoint({"model": {}, "meta": {}}, tmp_path / "x.pt")
     assert not list(tmp_path.iterdir())  # no temporary file left
+
+
+META = {"model": "x", "num_classes": 2, "input_size": [1, 8, 8], "classes": ["a", "b"], "dataset": "digits",
+        "dataset_channels": 1, "mean": [0.5], "std": [0.2]}
+
+
+def test_a_run_folder_loads_its_best_checkpoint_else_its_last(tmp_path):
+    save_checkpoint({"model": {}, "meta": META, "epoch": 3}, tmp_path / "last.pt")
+    assert load_checkpoint(tmp_path)["epoch"] == 3
+    save_checkpoint({"model": {}, "meta": META, "epoch": 2}, tmp_path / "best.pt")
+    assert load_checkpoint(tmp_path)["epoch"] == 2
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["format"] == 1 and state["meta"] == META
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at {tmp_path / 'empty' / 'last.pt'}"):
+        (tmp_path / "empty").mkdir()
+        load_checkpoint(tmp_path / "empty")
+
+
+def test_unreadable_checkpoints_say_why_in_one_line(tmp_path, monkeypatch):
+    path = save_checkpoint({"model": {}, "meta": META}, tmp_path / "c.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"cut.pt is not a readable checkpoint \(truncated or corrupt: not a "
+                                              r"complete PyTorch zip archive\)$"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+    def fails(message):
+        def load(*args, **kwargs):
+            raise RuntimeError(message)
+        return load
+
+    monkeypatch.setattr(ckpt_mod.torch, "load", fails("PytorchStreamReader failed\nsecond line\nthird"))
+    with pytest.raises(CheckpointError, match=r"c.pt is not a readable checkpoint \(truncated or corrupt\?\): "
+                                              r"PytorchStreamReader failed$"):
+        load_checkpoint(path)
+    monkeypatch.setattr(ckpt_mod.torch, "load", fails("  "))
+    with pytest.raises(CheckpointError, match=r"\(truncated or corrupt\?\): RuntimeError$"):
+        load_checkpoint(path)
+    monkeypatch.undo()
+    save_checkpoint({"model": {}, "meta": META, "format": 2}, tmp_path / "future.pt")  # a later format
+    with pytest.raises(CheckpointError, match="has checkpoint format 2; this cnnlab reads 1"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+def test_the_disk_is_called_full_below_one_mebibyte_free(tmp_path, monkeypatch):
+    from cnnlab.train.checkpoint import _disk_full
+
+    _disk_full(tmp_path / "x.pt")  # asks the real disk of the folder without an error
+    seen = []
+
+    def usage(free):
+        def disk_usage(p):
+            seen.append(p)
+            return type("Usage", (), {"free": free})()
+        return disk_usage
+
+    monkeypatch.setattr(ckpt_mod.shutil, "disk_usage", usage((1 << 20) - 1))
+    assert _disk_full(tmp_path / "x.pt") and seen == [tmp_path]
+    monkeypatch.setattr(ckpt_mod.shutil, "disk_usage", usage(10 << 20))
+    assert not _disk_full(tmp_path / "x.pt")
+
+    def no_disk(p):
+        raise OSError(errno.ENOENT, "gone")
+
+    monkeypatch.setattr(ckpt_mod.shutil, "disk_usage", no_disk)
+    assert not _disk_full(tmp_path / "x.pt")  # unknown: not called full
+
+
+def test_cuda_generator_states_are_restored_only_where_there_is_cuda(monkeypatch):
+    from cnnlab.train.checkpoint import rng_state, set_rng_state
+
+    state = rng_state()
+    restored = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    set_rng_state({**state, "cuda": ["gpu state"]})  # a GPU run resumed on a CPU machine
+    set_rng_state(state)
+    assert restored == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    set_rng_state(state)  # a CPU run resumed on a GPU machine
+    assert restored == []
+    set_rng_state({**state, "cuda": ["gpu state"]})
+    assert restored == [["gpu state"]]

@@ -65,6 +65,20 @@ def test_every_paper_has_a_recipe_with_a_citation():
     ("nin", dict(batch_size=128, schedule="plateau", plateau_metric="train", gamma=0.1, max_drops=2)),
     # ZFNet (Zeiler & Fergus 2013): batch 128, lr 0.01, momentum 0.9, 70 epochs, filter RMS capped at 0.1.
     ("zfnet", dict(batch_size=128, lr=0.01, momentum=0.9, epochs=70, filter_rms_max=0.1, schedule="plateau")),
+    # ResNet ImageNet (He et al. 2015, arXiv:1512.03385, Sec. 3.4): mini-batch 256, lr 0.1 divided by 10 when
+    # the error plateaus, weight decay 0.0001, momentum 0.9.
+    ("resnet_imagenet", dict(batch_size=256, lr=0.1, schedule="plateau", gamma=0.1, weight_decay=1e-4, momentum=0.9)),
+    # DenseNet ImageNet (Huang et al. 2017, arXiv:1608.06993, Sec. 4.2): 90 epochs, batch 256, lr 0.1 lowered 10
+    # times at epochs 30 and 60, weight decay 1e-4, Nesterov momentum 0.9; CIFAR: lr 0.1 as well.
+    ("densenet_imagenet", dict(epochs=90, batch_size=256, lr=0.1, milestones=(30 / 90, 60 / 90), gamma=0.1,
+                               weight_decay=1e-4, nesterov=True, momentum=0.9)),
+    ("densenet_cifar", dict(lr=0.1, gamma=0.1, momentum=0.9)),
+    # AlexNet (Krizhevsky et al. 2012, Sec. 4.1): PCA colour noise drawn with standard deviation 0.1.
+    ("alexnet", dict(pca_lighting=0.1, flip=True)),
+    # GoogLeNet (Szegedy et al. 2014, arXiv:1409.4842, Sec. 6): lr decreased by 4% every 8 epochs.
+    ("googlenet", dict(schedule="step", step_epochs=8.0, gamma=0.96)),
+    # Stochastic depth (Huang et al. 2016, arXiv:1603.09382, Sec. 4): lr starts at 0.1, batch 128.
+    ("stochastic_depth", dict(lr=0.1, batch_size=128, gamma=0.1)),
 ])
 def test_recipes_hold_the_papers_figures(name, facts):
     r = get_recipe(name)
