@@ -88,6 +88,17 @@ def _pickle_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
+def _flip_a_byte_keeping_the_time(path, body):
+    """Rewrite the cached file with one byte flipped, restoring its modification time as a
+    tamperer would; returns its original stat."""
+    st = path.stat()
+    data = bytearray(body)
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return st
+
+
 def _publish(server, state=None, *, fmt="pickle", full_hash=False, tag="TEST", body=None, served=None, **kw):
     """Register weights for resnet20 whose file (made from ``state``) the server offers."""
     state = _source_state() if state is None else state
@@ -202,11 +213,7 @@ def test_cheap_check_trusts_size_and_mtime_full_check_does_not(server, home):
     w, body = _publish(server)
     cnnlab.create_model(MODEL, pretrained=True)
     path = cached_path(w)
-    st = path.stat()
-    data = bytearray(body)
-    data[100] ^= 0xFF
-    path.write_bytes(bytes(data))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # a tamperer who restores the time
+    st = _flip_a_byte_keeping_the_time(path, body)
     assert verify_cached(w) == "ok"  # documented limit of the cheap check
     assert verify_cached(w, full=True) == "deleted" and not path.exists()
     # a size change alone is caught without the full flag
@@ -388,10 +395,6 @@ def test_the_cheap_check_with_a_published_size(server, home):
     w, _ = _publish(server, body=body, size_bytes=len(body))
     cnnlab.create_model(MODEL, pretrained=True)
     path = cached_path(w)
-    st = path.stat()
-    data = bytearray(body)
-    data[100] ^= 0xFF
-    path.write_bytes(bytes(data))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st = _flip_a_byte_keeping_the_time(path, body)
     assert verify_cached(w) == "ok"  # size (the published one) and mtime match the record: trusted
     assert verify_cached(w, full=True) == "deleted"
