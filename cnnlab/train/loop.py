@@ -561,7 +561,7 @@ def _run(cfg, module, recipe, state, out, dist_info, device, t_start) -> dict[st
                device=device, t_start=t_start)
     run.resume(state)
     try:
-        run.open_records(state is not None)
+        run.open_records()
         for epoch in range(run.start_epoch, recipe.epochs):
             run.epoch = epoch
             run.end_epoch(epoch, run.train_epoch(epoch))
@@ -695,13 +695,13 @@ class _Run:
         self.best_val, self.best_epoch = float(state["best_top1"]), state.get("best_epoch")
         self.resumed = True
 
-    def open_records(self, resumed: bool) -> None:
+    def open_records(self) -> None:
         """config.json for a new run (what was asked, resolved, and the machine), and the trackers."""
         if not self.main:
             return
         cfg, net, out = self.cfg, self.net, self.out
         out.mkdir(parents=True, exist_ok=True)
-        if not resumed:
+        if not self.resumed:
             record = {"config": self.resolved, "recipe": self.recipe.describe(), "recipe_note": self.note,
                       "model": self.meta, "params": sum(p.numel() for p in self.raw_model.parameters()),
                       "macs_per_image": net.macs, "threads": net.threads, "threads_reason": net.threads_why,
@@ -711,10 +711,10 @@ class _Run:
                       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
         self.trackers = make_trackers(cfg.trackers, out, self.resolved, run_name=out.name,
-                                      resume_epoch=self.start_epoch if resumed else 0)
-        if resumed:
+                                      resume_epoch=self.start_epoch if self.resumed else 0)
+        if self.resumed:
             self.log({"kind": "resume", "epoch": self.start_epoch, "step": self.step})
-        self.open_layer_stats(resumed)
+        self.open_layer_stats(self.resumed)
 
     def open_layer_stats(self, resumed: bool) -> None:
         """--layer-stats N: layers.jsonl, a file of its own (main process only)."""
