@@ -19,6 +19,7 @@ from cnnlab.data import DataError, load_dataset, make_loader
 from cnnlab.data import datasets as D
 from cnnlab.data.download import RemoteFile, download_file, verify_file
 from cnnlab.data.formats import read_cifar_tar, read_idx
+from tests.conftest import local_http_server
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -58,16 +59,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.ranges, srv.sent, srv.cut = True, 0, False
     _Handler.files, _Handler.log = {}, []
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    with local_http_server(_Handler) as srv:
+        srv.ranges, srv.sent, srv.cut = True, 0, False
+        yield srv
 
 
 def _remote(server, name, body, **kw):

@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import socket
-import threading
 
 import pytest
 import torch
@@ -22,6 +21,7 @@ from cnnlab.cli import main
 from cnnlab.weights import WeightsError, cached_path, freeze_backbone, imagenet_classes, verify_cached
 from cnnlab.weights import spec as S
 from cnnlab.weights.spec import Preprocessing, Weights
+from tests.conftest import local_http_server
 
 MODEL = "resnet20"  # 0.27M parameters, input 32x32
 
@@ -58,15 +58,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     _Handler.files, _Handler.log, _Handler.cut_next = {}, [], False
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    with local_http_server(_Handler) as srv:
+        yield srv
 
 
 @pytest.fixture
